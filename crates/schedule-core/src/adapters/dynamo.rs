@@ -1,0 +1,670 @@
+//! DynamoDB behind [`ScheduleStore`] and [`DefinitionSource`], plus the table definitions
+//! used to create tables on an emulator (the SAM template creates them on AWS; a test
+//! checks the two agree through [`crate::limits`]).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+};
+use serde_json::{Map, Number, Value};
+
+use super::aws_error::store_error;
+use crate::error::StoreError;
+use crate::limits::{STATUS_INDEX_NAME, attr};
+use crate::model::{
+    Definition, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId,
+    TenantId, Timestamp, Validation, WorkflowId, shard_of,
+};
+use crate::ports::{
+    Cursor, DefinitionSource, DueEntry, InvalidDefinition, Page, ScannedDefinition, ScheduleStore,
+};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The schedule table in DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoScheduleStore {
+    client: Client,
+    table: String,
+    shards: u16,
+}
+
+impl DynamoScheduleStore {
+    pub fn new(client: Client, table: impl Into<String>, shards: u16) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            shards: shards.max(1),
+        }
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub(crate) fn item_to_av(item: &ScheduleItem) -> Item {
+    let mut m = Item::new();
+    m.insert(attr::PK.into(), s(&item.key.pk));
+    m.insert(attr::SK.into(), s(&item.key.sk));
+    m.insert("tenant_id".into(), s(item.tenant_id.as_str()));
+    m.insert(
+        "device_workflow_step_id".into(),
+        s(item.device_workflow_step_id.as_str()),
+    );
+    m.insert("device_id".into(), s(item.device_id.as_str()));
+    m.insert("workflow_id".into(), s(item.workflow_id.as_str()));
+    m.insert(
+        attr::SCHEDULED_TIME.into(),
+        s(item.scheduled_time.to_string()),
+    );
+    m.insert("status".into(), s(item.status.as_str()));
+    if let Some(v) = item.validation_result {
+        m.insert("validation_result".into(), s(v.as_str()));
+    }
+    m.insert("retry_count".into(), n(item.retry_count));
+    m.insert(attr::TTL.into(), n(item.ttl));
+    m.insert("definition_version".into(), n(item.definition_version));
+    m.insert(
+        "payload".into(),
+        AttributeValue::M(json_map_to_av(&item.payload)),
+    );
+    m.insert("created_at".into(), s(item.created_at.to_string()));
+    if let Some(t) = item.queued_at {
+        m.insert("queued_at".into(), s(t.to_string()));
+    }
+    if let Some(t) = item.executed_at {
+        m.insert("executed_at".into(), s(t.to_string()));
+    }
+    if let Some(e) = &item.last_error {
+        m.insert("last_error".into(), s(e));
+    }
+    if let Some(shard) = &item.status_shard {
+        m.insert(attr::STATUS_SHARD.into(), s(shard.as_str()));
+    }
+    m
+}
+
+/// Reads attributes of one item, naming the item and the attribute in every error.
+struct Reader<'a> {
+    item: &'a Item,
+    key: String,
+}
+
+impl<'a> Reader<'a> {
+    fn new(item: &'a Item) -> Self {
+        let part = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                .unwrap_or("?")
+        };
+        let key = format!("{}|{}", part(attr::PK), part(attr::SK));
+        Self { item, key }
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            key: self.key.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn opt_s(&self, name: &str) -> Result<Option<&'a str>, StoreError> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::S(v)) => Ok(Some(v)),
+            Some(other) => Err(self.corrupt(format!("{name} is {other:?}, expected a string"))),
+        }
+    }
+
+    fn s(&self, name: &str) -> Result<&'a str, StoreError> {
+        self.opt_s(name)?
+            .ok_or_else(|| self.corrupt(format!("{name} is missing")))
+    }
+
+    fn n<T: std::str::FromStr>(&self, name: &str) -> Result<T, StoreError> {
+        match self.item.get(name) {
+            Some(AttributeValue::N(v)) => v
+                .parse()
+                .map_err(|_| self.corrupt(format!("{name} {v:?} is out of range"))),
+            None => Err(self.corrupt(format!("{name} is missing"))),
+            Some(other) => Err(self.corrupt(format!("{name} is {other:?}, expected a number"))),
+        }
+    }
+
+    fn parse<T, E: std::fmt::Display>(
+        &self,
+        name: &str,
+        f: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<T, StoreError> {
+        f(self.s(name)?).map_err(|e| self.corrupt(format!("{name}: {e}")))
+    }
+
+    fn opt_time(&self, name: &str) -> Result<Option<Timestamp>, StoreError> {
+        self.opt_s(name)?
+            .map(|v| Timestamp::parse(v).map_err(|e| self.corrupt(format!("{name}: {e}"))))
+            .transpose()
+    }
+}
+
+pub(crate) fn item_from_av(item: &Item) -> Result<ScheduleItem, StoreError> {
+    let r = Reader::new(item);
+    let payload = match item.get("payload") {
+        None => Map::new(),
+        Some(AttributeValue::M(m)) => {
+            av_map_to_json(m).map_err(|e| r.corrupt(format!("payload: {e}")))?
+        }
+        Some(other) => return Err(r.corrupt(format!("payload is {other:?}, expected a map"))),
+    };
+    let validation_result = r
+        .opt_s("validation_result")?
+        .map(|v| {
+            Validation::parse(v).ok_or_else(|| {
+                r.corrupt(format!("validation_result {v:?} is not VALID or INVALID"))
+            })
+        })
+        .transpose()?;
+    let status: Status = r.parse("status", str::parse)?;
+    let key = ScheduleKey {
+        pk: r.s(attr::PK)?.to_owned(),
+        sk: r.s(attr::SK)?.to_owned(),
+    };
+    let status_shard = r
+        .opt_s(attr::STATUS_SHARD)?
+        .map(|raw| {
+            parse_shard(raw, status).ok_or_else(|| {
+                r.corrupt(format!(
+                    "status_shard {raw:?} does not match status {status}"
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(ScheduleItem {
+        key,
+        tenant_id: r.parse("tenant_id", |v| TenantId::parse(v))?,
+        device_workflow_step_id: r.parse("device_workflow_step_id", |v| StepId::parse(v))?,
+        device_id: r.parse("device_id", |v| DeviceId::parse(v))?,
+        workflow_id: r.parse("workflow_id", |v| WorkflowId::parse(v))?,
+        scheduled_time: r.parse(attr::SCHEDULED_TIME, Timestamp::parse)?,
+        status,
+        validation_result,
+        retry_count: r.n("retry_count")?,
+        ttl: r.n(attr::TTL)?,
+        definition_version: r.n("definition_version")?,
+        payload,
+        created_at: r.parse("created_at", Timestamp::parse)?,
+        queued_at: r.opt_time("queued_at")?,
+        executed_at: r.opt_time("executed_at")?,
+        last_error: r.opt_s("last_error")?.map(str::to_owned),
+        status_shard,
+    })
+}
+
+fn parse_shard(raw: &str, status: Status) -> Option<StatusShard> {
+    let (st, nn) = raw.split_once('#')?;
+    (st == status.as_str()).then_some(())?;
+    nn.parse::<u16>().ok().map(|n| StatusShard::new(status, n))
+}
+
+impl ScheduleStore for DynamoScheduleStore {
+    fn status_shards(&self) -> u16 {
+        self.shards
+    }
+
+    async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_to_av(item)))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error("PutItem", e)),
+        }
+    }
+
+    async fn get(&self, key: &ScheduleKey) -> Result<Option<ScheduleItem>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        out.item.as_ref().map(item_from_av).transpose()
+    }
+
+    async fn change_status(
+        &self,
+        key: &ScheduleKey,
+        change: &StatusChange,
+    ) -> Result<bool, StoreError> {
+        // One conditional UpdateItem expressing exactly `ScheduleItem::apply`.
+        let mut set = vec!["#status = :to".to_owned()];
+        let mut remove = Vec::new();
+        let mut values: Item = HashMap::new();
+        values.insert(":to".into(), s(change.to.as_str()));
+        values.insert(":from".into(), s(change.from.as_str()));
+        if change.to.is_indexed() {
+            set.push("#shard = :shard".into());
+            values.insert(
+                ":shard".into(),
+                s(StatusShard::new(change.to, shard_of(key, self.shards)).as_str()),
+            );
+        } else {
+            remove.push("#shard");
+        }
+        match change.to {
+            Status::Queued if change.to != change.from => {
+                set.push("queued_at = :at".into());
+                values.insert(":at".into(), s(change.at.to_string()));
+            }
+            Status::Executed => {
+                set.push("executed_at = :at".into());
+                values.insert(":at".into(), s(change.at.to_string()));
+            }
+            _ => {}
+        }
+        if let Some(e) = &change.error {
+            set.push("last_error = :err".into());
+            values.insert(":err".into(), s(e));
+        }
+        if let Some(v) = change.validation {
+            set.push("validation_result = :v".into());
+            values.insert(":v".into(), s(v.as_str()));
+        }
+        if change.retry_increment > 0 {
+            set.push("retry_count = if_not_exists(retry_count, :zero) + :inc".into());
+            values.insert(":zero".into(), n(0));
+            values.insert(":inc".into(), n(change.retry_increment));
+        }
+        let mut update = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            update.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .update_expression(update)
+            .condition_expression("attribute_exists(PK) AND #status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#shard", attr::STATUS_SHARD)
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    async fn query_due_page(
+        &self,
+        shard: &StatusShard,
+        before: Timestamp,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<DueEntry>, StoreError> {
+        let start = cursor.map(decode_cursor).transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(STATUS_INDEX_NAME)
+            .key_condition_expression("#shard = :shard AND #time < :before")
+            .expression_attribute_names("#shard", attr::STATUS_SHARD)
+            .expression_attribute_names("#time", attr::SCHEDULED_TIME)
+            .expression_attribute_values(":shard", s(shard.as_str()))
+            .expression_attribute_values(":before", s(before.to_string()))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| store_error("Query", e))?;
+        let mut items = Vec::new();
+        for it in out.items() {
+            let r = Reader::new(it);
+            items.push(DueEntry {
+                key: ScheduleKey {
+                    pk: r.s(attr::PK)?.to_owned(),
+                    sk: r.s(attr::SK)?.to_owned(),
+                },
+                scheduled_time: r.parse(attr::SCHEDULED_TIME, Timestamp::parse)?,
+                status_shard: shard.clone(),
+            });
+        }
+        let next = out.last_evaluated_key().map(encode_cursor);
+        Ok(Page { items, next })
+    }
+}
+
+/// A `LastEvaluatedKey` made of string attributes, as a cursor: `name=value` lines.
+fn encode_cursor(key: &Item) -> Cursor {
+    let mut parts: Vec<String> = key
+        .iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| format!("{k}={v}")))
+        .collect();
+    parts.sort();
+    Cursor(parts.join("\n"))
+}
+
+fn decode_cursor(c: &Cursor) -> Result<Item, StoreError> {
+    c.0.lines()
+        .map(|line| {
+            line.split_once('=')
+                .map(|(k, v)| (k.to_owned(), s(v)))
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: c.0.clone(),
+                    reason: "not a cursor of this table".to_owned(),
+                })
+        })
+        .collect()
+}
+
+/// The definitions table in DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoDefinitionSource {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDefinitionSource {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn definition_from_av(item: &Item) -> ScannedDefinition {
+    let r = Reader::new(item);
+    let invalid = |field: &str, reason: String| InvalidDefinition {
+        key: r.key.clone(),
+        error: crate::model::DefinitionError {
+            field: field.to_owned(),
+            value: "<item>".to_owned(),
+            reason,
+        },
+    };
+    let json = av_map_to_json(item).map_err(|e| invalid("definition", e))?;
+    Definition::from_json(&Value::Object(json)).map_err(|error| InvalidDefinition {
+        key: r.key.clone(),
+        error,
+    })
+}
+
+impl DefinitionSource for DynamoDefinitionSource {
+    async fn scan_page(
+        &self,
+        segment: u32,
+        total_segments: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<ScannedDefinition>, StoreError> {
+        let start = cursor.map(decode_cursor).transpose()?;
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .segment(i32::try_from(segment).unwrap_or(0))
+            .total_segments(i32::try_from(total_segments.max(1)).unwrap_or(1))
+            .set_exclusive_start_key(start)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("Scan", e))?;
+        Ok(Page {
+            items: out.items().iter().map(definition_from_av).collect(),
+            next: out.last_evaluated_key().map(encode_cursor),
+        })
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        step: &StepId,
+    ) -> Result<Option<ScannedDefinition>, StoreError> {
+        let (pk, sk) = Definition::key_of(tenant, step);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(pk))
+            .key(attr::SK, s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        Ok(out.item.as_ref().map(definition_from_av))
+    }
+
+    async fn put(&self, def: &Definition) -> Result<(), StoreError> {
+        let (pk, sk) = def.key();
+        let Value::Object(json) = def.to_json() else {
+            return Err(StoreError::Corrupt {
+                key: format!("{pk}|{sk}"),
+                reason: "definition did not serialize to an object".to_owned(),
+            });
+        };
+        let mut item = json_map_to_av(&json);
+        item.insert(attr::PK.into(), s(&pk));
+        item.insert(attr::SK.into(), s(&sk));
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK) OR #version < :version")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":version", n(def.version))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict {
+                    key: format!("{pk}|{sk}"),
+                    reason: format!(
+                        "version {} is not newer than the stored version",
+                        def.version
+                    ),
+                })
+            }
+            Err(e) => Err(store_error("PutItem", e)),
+        }
+    }
+}
+
+/// JSON → DynamoDB attribute: numbers as `N`, objects as `M`, arrays as `L`.
+pub fn json_to_av(v: &Value) -> AttributeValue {
+    match v {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(num) => AttributeValue::N(num.to_string()),
+        Value::String(st) => AttributeValue::S(st.clone()),
+        Value::Array(a) => AttributeValue::L(a.iter().map(json_to_av).collect()),
+        Value::Object(o) => AttributeValue::M(json_map_to_av(o)),
+    }
+}
+
+pub fn json_map_to_av(m: &Map<String, Value>) -> Item {
+    m.iter().map(|(k, v)| (k.clone(), json_to_av(v))).collect()
+}
+
+/// DynamoDB attribute → JSON; sets become arrays. Binary has no JSON form and is refused.
+pub fn av_to_json(v: &AttributeValue) -> Result<Value, String> {
+    Ok(match v {
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::S(st) => Value::String(st.clone()),
+        AttributeValue::N(raw) => Value::Number(number(raw)?),
+        AttributeValue::L(l) => Value::Array(l.iter().map(av_to_json).collect::<Result<_, _>>()?),
+        AttributeValue::M(m) => Value::Object(av_map_to_json(m)?),
+        AttributeValue::Ss(set) => Value::Array(set.iter().cloned().map(Value::String).collect()),
+        AttributeValue::Ns(set) => Value::Array(
+            set.iter()
+                .map(|x| number(x).map(Value::Number))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => return Err(format!("attribute {other:?} has no JSON form")),
+    })
+}
+
+pub fn av_map_to_json(m: &Item) -> Result<Map<String, Value>, String> {
+    m.iter()
+        .filter(|(k, _)| k.as_str() != attr::PK && k.as_str() != attr::SK)
+        .map(|(k, v)| {
+            av_to_json(v)
+                .map(|j| (k.clone(), j))
+                .map_err(|e| format!("{k}: {e}"))
+        })
+        .collect()
+}
+
+fn number(raw: &str) -> Result<Number, String> {
+    if let Ok(i) = raw.parse::<i64>() {
+        return Ok(i.into());
+    }
+    if let Ok(u) = raw.parse::<u64>() {
+        return Ok(u.into());
+    }
+    raw.parse::<f64>()
+        .ok()
+        .and_then(Number::from_f64)
+        .ok_or_else(|| format!("number {raw:?} has no JSON form"))
+}
+
+/// Creates the schedule table with its sparse GSI, as `template.yaml` declares it. For
+/// emulators and local runs; on AWS the template owns the table.
+pub async fn create_schedule_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+    };
+    let def = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let built = (|| -> Result<_, aws_sdk_dynamodb::error::BuildError> {
+        Ok((
+            vec![
+                key(attr::PK, KeyType::Hash)?,
+                key(attr::SK, KeyType::Range)?,
+            ],
+            vec![
+                def(attr::PK)?,
+                def(attr::SK)?,
+                def(attr::STATUS_SHARD)?,
+                def(attr::SCHEDULED_TIME)?,
+            ],
+            GlobalSecondaryIndex::builder()
+                .index_name(STATUS_INDEX_NAME)
+                .key_schema(key(attr::STATUS_SHARD, KeyType::Hash)?)
+                .key_schema(key(attr::SCHEDULED_TIME, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()?,
+        ))
+    })();
+    let (keys, defs, gsi) = built.map_err(|e| StoreError::Permanent {
+        operation: "CreateTable",
+        source: Box::new(e),
+    })?;
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(keys))
+        .set_attribute_definitions(Some(defs))
+        .global_secondary_indexes(gsi)
+        .send()
+        .await
+        .map_err(|e| store_error("CreateTable", e))?;
+    Ok(())
+}
+
+/// Creates the definitions table (with its stream), as `template.yaml` declares it.
+pub async fn create_definitions_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    let built = (|| -> Result<_, aws_sdk_dynamodb::error::BuildError> {
+        Ok((
+            vec![
+                KeySchemaElement::builder()
+                    .attribute_name(attr::PK)
+                    .key_type(KeyType::Hash)
+                    .build()?,
+                KeySchemaElement::builder()
+                    .attribute_name(attr::SK)
+                    .key_type(KeyType::Range)
+                    .build()?,
+            ],
+            vec![
+                AttributeDefinition::builder()
+                    .attribute_name(attr::PK)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()?,
+                AttributeDefinition::builder()
+                    .attribute_name(attr::SK)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()?,
+            ],
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()?,
+        ))
+    })();
+    let (keys, defs, stream) = built.map_err(|e| StoreError::Permanent {
+        operation: "CreateTable",
+        source: Box::new(e),
+    })?;
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(keys))
+        .set_attribute_definitions(Some(defs))
+        .stream_specification(stream)
+        .send()
+        .await
+        .map_err(|e| store_error("CreateTable", e))?;
+    Ok(())
+}

@@ -1,0 +1,543 @@
+//! The embedded twin: in-process stores and queues with the semantics of DynamoDB and SQS
+//! that the use cases rely on — conditional writes that lose the same way, a sparse
+//! sharded index, parallel scan segments, per-message delays, visibility timeouts,
+//! receive counts, redrive to a DLQ after `maxReceiveCount`, FIFO deduplication.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{QueueError, StoreError};
+use crate::limits::{SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES, SQS_MAX_RECEIVE};
+use crate::model::{
+    Definition, ScheduleItem, ScheduleKey, StatusChange, StatusShard, StepId, TenantId, Timestamp,
+    TriggerMessage,
+};
+use crate::ports::{
+    ActionSink, Clock, Cursor, DefinitionSource, DispatchQueue, DueEntry, InvalidDefinition,
+    OutgoingMessage, Page, ReceivedMessage, ScannedDefinition, ScheduleStore, SendReport,
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep serving it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+type IndexKey = (StatusShard, Timestamp, ScheduleKey);
+
+#[derive(Debug, Default)]
+struct Table {
+    items: BTreeMap<ScheduleKey, ScheduleItem>,
+    /// The sparse GSI: only items that carry `status_shard`.
+    index: BTreeSet<IndexKey>,
+}
+
+impl Table {
+    fn index_key(item: &ScheduleItem) -> Option<IndexKey> {
+        item.status_shard
+            .clone()
+            .map(|s| (s, item.scheduled_time, item.key.clone()))
+    }
+}
+
+/// The schedule table in memory.
+#[derive(Debug)]
+pub struct InMemoryScheduleStore {
+    shards: u16,
+    table: Mutex<Table>,
+}
+
+impl InMemoryScheduleStore {
+    pub fn new(shards: u16) -> Self {
+        Self {
+            shards: shards.max(1),
+            table: Mutex::new(Table::default()),
+        }
+    }
+
+    /// Every item, in key order (for reports and tests).
+    pub fn items(&self) -> Vec<ScheduleItem> {
+        lock(&self.table).items.values().cloned().collect()
+    }
+}
+
+impl ScheduleStore for InMemoryScheduleStore {
+    fn status_shards(&self) -> u16 {
+        self.shards
+    }
+
+    async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+        let mut t = lock(&self.table);
+        if t.items.contains_key(&item.key) {
+            return Ok(false);
+        }
+        if let Some(ix) = Table::index_key(item) {
+            t.index.insert(ix);
+        }
+        t.items.insert(item.key.clone(), item.clone());
+        Ok(true)
+    }
+
+    async fn get(&self, key: &ScheduleKey) -> Result<Option<ScheduleItem>, StoreError> {
+        Ok(lock(&self.table).items.get(key).cloned())
+    }
+
+    async fn change_status(
+        &self,
+        key: &ScheduleKey,
+        change: &StatusChange,
+    ) -> Result<bool, StoreError> {
+        let mut t = lock(&self.table);
+        let Some(item) = t.items.get_mut(key) else {
+            return Ok(false);
+        };
+        if item.status != change.from {
+            return Ok(false);
+        }
+        let before = Table::index_key(item);
+        item.apply(change, self.shards);
+        let after = Table::index_key(item);
+        if let Some(ix) = before {
+            t.index.remove(&ix);
+        }
+        if let Some(ix) = after {
+            t.index.insert(ix);
+        }
+        Ok(true)
+    }
+
+    async fn query_due_page(
+        &self,
+        shard: &StatusShard,
+        before: Timestamp,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<DueEntry>, StoreError> {
+        let t = lock(&self.table);
+        let after = cursor.map(|c| decode_index_cursor(shard, c)).transpose()?;
+        let limit = limit.max(1) as usize;
+        let mut items = Vec::new();
+        let range = t
+            .index
+            .range(
+                (
+                    shard.clone(),
+                    Timestamp::from_epoch_seconds(0).unwrap_or(before),
+                    ScheduleKey {
+                        pk: String::new(),
+                        sk: String::new(),
+                    },
+                )..,
+            )
+            .take_while(|(s, time, _)| s == shard && *time < before)
+            .filter(|ix| after.as_ref().is_none_or(|a| *ix > a));
+        let mut more = false;
+        for (s, time, key) in range {
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(DueEntry {
+                key: key.clone(),
+                scheduled_time: *time,
+                status_shard: s.clone(),
+            });
+        }
+        let next = match (more, items.last()) {
+            (true, Some(last)) => Some(Cursor(format!(
+                "{}\n{}\n{}",
+                last.scheduled_time, last.key.pk, last.key.sk
+            ))),
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
+}
+
+fn decode_index_cursor(shard: &StatusShard, c: &Cursor) -> Result<IndexKey, StoreError> {
+    let bad = || StoreError::Corrupt {
+        key: c.0.clone(),
+        reason: "not a cursor of this index".to_owned(),
+    };
+    let mut parts = c.0.splitn(3, '\n');
+    let (Some(time), Some(pk), Some(sk)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let time = Timestamp::parse(time).map_err(|_| bad())?;
+    Ok((
+        shard.clone(),
+        time,
+        ScheduleKey {
+            pk: pk.to_owned(),
+            sk: sk.to_owned(),
+        },
+    ))
+}
+
+/// The definitions table in memory. Stores the JSON form, as DynamoDB stores attributes,
+/// so a bad definition written by another service reads back as [`InvalidDefinition`].
+#[derive(Debug, Default)]
+pub struct InMemoryDefinitionSource {
+    rows: Mutex<BTreeMap<(String, String), serde_json::Value>>,
+}
+
+impl InMemoryDefinitionSource {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores raw JSON as another writer might, valid or not.
+    pub fn put_raw(&self, pk: &str, sk: &str, value: serde_json::Value) {
+        lock(&self.rows).insert((pk.to_owned(), sk.to_owned()), value);
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.rows).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn scanned(key: &(String, String), value: &serde_json::Value) -> ScannedDefinition {
+    Definition::from_json(value).map_err(|error| InvalidDefinition {
+        key: format!("{}|{}", key.0, key.1),
+        error,
+    })
+}
+
+/// The segment a key belongs to in a parallel scan (DynamoDB spreads by hash, too).
+fn segment_of(key: &(String, String), total: u32) -> u32 {
+    let sk = ScheduleKey {
+        pk: key.0.clone(),
+        sk: key.1.clone(),
+    };
+    u32::from(crate::model::shard_of(
+        &sk,
+        u16::try_from(total).unwrap_or(u16::MAX),
+    ))
+}
+
+/// Page size of the in-memory scan, small so that paging is exercised.
+const MEMORY_SCAN_PAGE: usize = 100;
+
+impl DefinitionSource for InMemoryDefinitionSource {
+    async fn scan_page(
+        &self,
+        segment: u32,
+        total_segments: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<ScannedDefinition>, StoreError> {
+        let rows = lock(&self.rows);
+        let after = cursor
+            .and_then(|c| c.0.split_once('\n'))
+            .map(|(a, b)| (a.to_owned(), b.to_owned()));
+        let mut page = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        for (key, value) in rows.iter() {
+            if after.as_ref().is_some_and(|a| key <= a)
+                || segment_of(key, total_segments.max(1)) != segment
+            {
+                continue;
+            }
+            if page.len() == MEMORY_SCAN_PAGE {
+                more = true;
+                break;
+            }
+            page.push(scanned(key, value));
+            last = Some(key.clone());
+        }
+        let next = match (more, last) {
+            (true, Some((pk, sk))) => Some(Cursor(format!("{pk}\n{sk}"))),
+            _ => None,
+        };
+        Ok(Page { items: page, next })
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        step: &StepId,
+    ) -> Result<Option<ScannedDefinition>, StoreError> {
+        let key = Definition::key_of(tenant, step);
+        Ok(lock(&self.rows).get(&key).map(|v| scanned(&key, v)))
+    }
+
+    async fn put(&self, def: &Definition) -> Result<(), StoreError> {
+        let key = def.key();
+        let mut rows = lock(&self.rows);
+        if let Some(stored) = rows
+            .get(&key)
+            .and_then(|v| v.get("version"))
+            .and_then(|v| v.as_u64())
+            && stored >= def.version
+        {
+            return Err(StoreError::Conflict {
+                key: format!("{}|{}", key.0, key.1),
+                reason: format!(
+                    "version {} is not newer than the stored version {stored}",
+                    def.version
+                ),
+            });
+        }
+        rows.insert(key, def.to_json());
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Message {
+    id: String,
+    body: String,
+    attributes: Vec<(String, String)>,
+    visible_at: DateTime<Utc>,
+    receive_count: u32,
+    receipt: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    messages: VecDeque<Message>,
+    next_id: u64,
+    /// FIFO deduplication ids and when they were first seen.
+    dedup: HashMap<String, DateTime<Utc>>,
+}
+
+/// How a queue behaves: visibility timeout, redrive, FIFO.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    pub visibility_timeout: Duration,
+    /// `(dlq, maxReceiveCount)`.
+    pub redrive: Option<(Arc<InMemoryQueue>, u32)>,
+    pub fifo: bool,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            visibility_timeout: Duration::from_secs(30),
+            redrive: None,
+            fifo: false,
+        }
+    }
+}
+
+/// An SQS queue in memory. Receives do not long-poll: they answer at once.
+#[derive(Debug)]
+pub struct InMemoryQueue {
+    name: String,
+    clock: Arc<dyn ClockDebug>,
+    settings: QueueSettings,
+    state: Mutex<QueueState>,
+}
+
+/// `Clock` plus `Debug`, so the queue can derive `Debug`.
+pub trait ClockDebug: Clock + std::fmt::Debug {}
+impl<T: Clock + std::fmt::Debug> ClockDebug for T {}
+
+/// SQS FIFO queues drop a repeated deduplication id for 5 minutes.
+const FIFO_DEDUP_WINDOW: Duration = Duration::from_secs(300);
+
+impl InMemoryQueue {
+    pub fn new(
+        name: impl Into<String>,
+        clock: Arc<dyn ClockDebug>,
+        settings: QueueSettings,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            clock,
+            settings,
+            state: Mutex::new(QueueState::default()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Messages held, visible or not.
+    pub fn len(&self) -> usize {
+        lock(&self.state).messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bodies held, in send order, without receiving them.
+    pub fn peek_bodies(&self) -> Vec<String> {
+        lock(&self.state)
+            .messages
+            .iter()
+            .map(|m| m.body.clone())
+            .collect()
+    }
+
+    /// Sends one message; `dedup_id` applies on a FIFO queue only. Returns the message id.
+    pub fn push(
+        &self,
+        body: String,
+        delay: Duration,
+        attributes: Vec<(String, String)>,
+        dedup_id: Option<&str>,
+    ) -> Result<String, QueueError> {
+        if delay.as_secs() > u64::from(SQS_MAX_DELAY_SECONDS) {
+            return Err(QueueError::Invalid(format!(
+                "delay {}s is over the SQS maximum of {SQS_MAX_DELAY_SECONDS}s",
+                delay.as_secs()
+            )));
+        }
+        if body.len() > SQS_MAX_MESSAGE_BYTES {
+            return Err(QueueError::Invalid(format!(
+                "body of {} bytes is over the SQS maximum of {SQS_MAX_MESSAGE_BYTES}",
+                body.len()
+            )));
+        }
+        let now = self.clock.now();
+        let mut st = lock(&self.state);
+        st.next_id += 1;
+        let id = format!("{}-{}", self.name, st.next_id);
+        if self.settings.fifo
+            && let Some(dedup) = dedup_id
+        {
+            let window =
+                chrono::Duration::from_std(FIFO_DEDUP_WINDOW).unwrap_or(chrono::Duration::MAX);
+            st.dedup.retain(|_, seen| now - *seen < window);
+            if st.dedup.contains_key(dedup) {
+                return Ok(id);
+            }
+            st.dedup.insert(dedup.to_owned(), now);
+        }
+        let visible_at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        st.messages.push_back(Message {
+            id: id.clone(),
+            body,
+            attributes,
+            visible_at,
+            receive_count: 0,
+            receipt: None,
+        });
+        Ok(id)
+    }
+
+    fn accept(&self, m: Message) {
+        let mut st = lock(&self.state);
+        st.messages.push_back(Message {
+            visible_at: self.clock.now(),
+            receive_count: 0,
+            receipt: None,
+            ..m
+        });
+    }
+
+    /// Message attributes of the held messages, in send order.
+    pub fn peek_attributes(&self) -> Vec<Vec<(String, String)>> {
+        lock(&self.state)
+            .messages
+            .iter()
+            .map(|m| m.attributes.clone())
+            .collect()
+    }
+}
+
+impl DispatchQueue for InMemoryQueue {
+    async fn send_batch(&self, messages: &[OutgoingMessage]) -> Result<SendReport, QueueError> {
+        for m in messages {
+            if m.delay.as_secs() > u64::from(SQS_MAX_DELAY_SECONDS) {
+                return Err(QueueError::Invalid(format!(
+                    "message {}: delay {}s is over {SQS_MAX_DELAY_SECONDS}s",
+                    m.id,
+                    m.delay.as_secs()
+                )));
+            }
+        }
+        let mut report = SendReport::default();
+        for chunk in messages.chunks(SQS_MAX_BATCH) {
+            for m in chunk {
+                match self.push(m.body.clone(), m.delay, Vec::new(), None) {
+                    Ok(_) => report.sent.push(m.id.clone()),
+                    Err(e) => report.failed.push((m.id.clone(), e.to_string())),
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn receive(&self, max: u32, _wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let max = max.clamp(1, SQS_MAX_RECEIVE as u32) as usize;
+        let now = self.clock.now();
+        let visibility = chrono::Duration::from_std(self.settings.visibility_timeout)
+            .unwrap_or(chrono::Duration::MAX);
+        let mut out = Vec::new();
+        let mut to_dlq = Vec::new();
+        {
+            let mut st = lock(&self.state);
+            let mut i = 0;
+            while i < st.messages.len() && out.len() < max {
+                if st.messages[i].visible_at > now {
+                    i += 1;
+                    continue;
+                }
+                // Like SQS: a message already received maxReceiveCount times moves to the
+                // DLQ when a receive would hand it out again.
+                if let Some((_, max_receives)) = &self.settings.redrive
+                    && st.messages[i].receive_count >= *max_receives
+                {
+                    if let Some(m) = st.messages.remove(i) {
+                        to_dlq.push(m);
+                    }
+                    continue;
+                }
+                let seq = st.next_id;
+                st.next_id += 1;
+                let m = &mut st.messages[i];
+                m.receive_count += 1;
+                m.visible_at = now + visibility;
+                let receipt = format!("{}#{}", m.id, seq);
+                m.receipt = Some(receipt.clone());
+                out.push(ReceivedMessage {
+                    message_id: m.id.clone(),
+                    receipt_handle: receipt,
+                    body: m.body.clone(),
+                    receive_count: m.receive_count,
+                });
+                i += 1;
+            }
+        }
+        if let Some((dlq, _)) = &self.settings.redrive {
+            for m in to_dlq {
+                dlq.accept(m);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        // SQS: a stale receipt handle "succeeds" without deleting; so does this.
+        let mut st = lock(&self.state);
+        st.messages
+            .retain(|m| m.receipt.as_deref() != Some(receipt_handle));
+        Ok(())
+    }
+}
+
+impl ActionSink for InMemoryQueue {
+    async fn send(&self, message: &TriggerMessage) -> Result<(), QueueError> {
+        let attributes = vec![
+            ("tenant_id".to_owned(), message.tenant_id.to_string()),
+            ("execution_id".to_owned(), message.execution_id.to_string()),
+        ];
+        self.push(
+            message.body(),
+            Duration::ZERO,
+            attributes,
+            Some(message.execution_id.as_str()),
+        )
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,317 @@
+//! SQS behind [`DispatchQueue`] (the execution queue and its DLQ) and [`ActionSink`] (the
+//! action trigger queue, FIFO-aware), plus queue creation for emulators and local runs.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
+};
+
+use super::aws_error::{is_transient, queue_error};
+use crate::error::QueueError;
+use crate::limits::{SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES, SQS_MAX_RECEIVE};
+use crate::model::TriggerMessage;
+use crate::ports::{ActionSink, DispatchQueue, OutgoingMessage, ReceivedMessage, SendReport};
+use crate::retry::RetryPolicy;
+
+/// Retries of the entries of a batch that failed for a retryable reason.
+const BATCH_RETRY: RetryPolicy =
+    RetryPolicy::new(4, Duration::from_millis(50), Duration::from_secs(1), 0x5e9d);
+
+/// An SQS standard queue used as a work queue.
+#[derive(Debug, Clone)]
+pub struct SqsDispatchQueue {
+    client: Client,
+    url: String,
+    retry: RetryPolicy,
+}
+
+impl SqsDispatchQueue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+            retry: BATCH_RETRY,
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends one chunk (≤ 10). Entry ids in the request are the chunk positions, because
+    /// SQS allows only `[A-Za-z0-9_-]{1,80}` there and the caller's ids may be anything.
+    /// Returns the positions that failed, each with whether a retry may help and why.
+    async fn send_chunk(&self, chunk: &[&OutgoingMessage]) -> Vec<(usize, bool, String)> {
+        let entries: Result<Vec<_>, _> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&m.body)
+                    .delay_seconds(m.delay.as_secs() as i32)
+                    .build()
+            })
+            .collect();
+        let entries = match entries {
+            Ok(e) => e,
+            Err(e) => {
+                return (0..chunk.len())
+                    .map(|i| (i, false, e.to_string()))
+                    .collect();
+            }
+        };
+        match self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) => out
+                .failed()
+                .iter()
+                .filter_map(|f| {
+                    let pos: usize = f.id().parse().ok()?;
+                    // sender_fault: the entry itself is wrong; retrying cannot help.
+                    Some((
+                        pos,
+                        !f.sender_fault(),
+                        format!("{}: {}", f.code(), f.message().unwrap_or("")),
+                    ))
+                })
+                .collect(),
+            Err(e) => {
+                let retry = is_transient(&e);
+                let why = queue_error("SendMessageBatch", e).to_string();
+                (0..chunk.len()).map(|i| (i, retry, why.clone())).collect()
+            }
+        }
+    }
+}
+
+fn check_message(m: &OutgoingMessage) -> Result<(), QueueError> {
+    if m.delay.as_secs() > u64::from(SQS_MAX_DELAY_SECONDS) {
+        return Err(QueueError::Invalid(format!(
+            "message {}: delay {}s is over the SQS maximum of {SQS_MAX_DELAY_SECONDS}s",
+            m.id,
+            m.delay.as_secs()
+        )));
+    }
+    if m.body.len() > SQS_MAX_MESSAGE_BYTES {
+        return Err(QueueError::Invalid(format!(
+            "message {}: body of {} bytes is over the SQS maximum of {SQS_MAX_MESSAGE_BYTES}",
+            m.id,
+            m.body.len()
+        )));
+    }
+    Ok(())
+}
+
+impl DispatchQueue for SqsDispatchQueue {
+    async fn send_batch(&self, messages: &[OutgoingMessage]) -> Result<SendReport, QueueError> {
+        messages.iter().try_for_each(check_message)?;
+        let mut report = SendReport::default();
+        // 10 entries per SendMessageBatch (and 256 KiB in all; bodies here are small).
+        for chunk in messages.chunks(SQS_MAX_BATCH) {
+            let mut pending: Vec<&OutgoingMessage> = chunk.iter().collect();
+            let mut waits = self.retry.delays();
+            loop {
+                let failures = self.send_chunk(&pending).await;
+                let failed_pos: Vec<usize> = failures.iter().map(|(p, _, _)| *p).collect();
+                for (i, m) in pending.iter().enumerate() {
+                    if !failed_pos.contains(&i) {
+                        report.sent.push(m.id.clone());
+                    }
+                }
+                let (retry, give_up): (Vec<_>, Vec<_>) =
+                    failures.into_iter().partition(|(_, r, _)| *r);
+                for (pos, _, why) in give_up {
+                    report.failed.push((pending[pos].id.clone(), why));
+                }
+                if retry.is_empty() {
+                    break;
+                }
+                match waits.next() {
+                    Some(wait) => {
+                        tokio::time::sleep(wait).await;
+                        pending = retry.iter().map(|(p, _, _)| pending[*p]).collect();
+                    }
+                    None => {
+                        for (pos, _, why) in retry {
+                            report.failed.push((pending[pos].id.clone(), why));
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn receive(&self, max: u32, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages((max as i32).clamp(1, SQS_MAX_RECEIVE))
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| queue_error("ReceiveMessage", e))?;
+        Ok(out
+            .messages()
+            .iter()
+            .map(|m| ReceivedMessage {
+                message_id: m.message_id().unwrap_or_default().to_owned(),
+                receipt_handle: m.receipt_handle().unwrap_or_default().to_owned(),
+                body: m.body().unwrap_or_default().to_owned(),
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map_err(|e| queue_error("DeleteMessage", e))?;
+        Ok(())
+    }
+}
+
+/// The action trigger queue. On a FIFO queue (`.fifo` URL), `MessageGroupId` is the device
+/// (one device's steps stay in order) and `MessageDeduplicationId` the execution id.
+#[derive(Debug, Clone)]
+pub struct SqsActionSink {
+    client: Client,
+    url: String,
+    fifo: bool,
+}
+
+impl SqsActionSink {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        let url = url.into();
+        Self {
+            fifo: url.ends_with(".fifo"),
+            client,
+            url,
+        }
+    }
+}
+
+fn string_attribute(v: &str) -> Result<MessageAttributeValue, QueueError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(v)
+        .build()
+        .map_err(|e| QueueError::Invalid(e.to_string()))
+}
+
+impl ActionSink for SqsActionSink {
+    async fn send(&self, message: &TriggerMessage) -> Result<(), QueueError> {
+        let body = message.body();
+        if body.len() > SQS_MAX_MESSAGE_BYTES {
+            return Err(QueueError::Invalid(format!(
+                "trigger {} of {} bytes is over the SQS maximum of {SQS_MAX_MESSAGE_BYTES}",
+                message.execution_id,
+                body.len()
+            )));
+        }
+        let mut req = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .message_attributes("tenant_id", string_attribute(message.tenant_id.as_str())?)
+            .message_attributes(
+                "execution_id",
+                string_attribute(message.execution_id.as_str())?,
+            );
+        if self.fifo {
+            req = req
+                .message_group_id(message.device_id.as_str())
+                .message_deduplication_id(message.execution_id.as_str());
+        }
+        req.send()
+            .await
+            .map_err(|e| queue_error("SendMessage", e))?;
+        Ok(())
+    }
+}
+
+/// A queue to create on an emulator or for a local run.
+#[derive(Debug, Clone)]
+pub struct QueueSpec<'a> {
+    pub name: &'a str,
+    pub visibility_timeout: Duration,
+    /// `(DLQ ARN, maxReceiveCount)`.
+    pub redrive: Option<(&'a str, u32)>,
+    pub retention: Option<Duration>,
+}
+
+/// Creates a queue and returns `(url, arn)`.
+pub async fn create_queue(
+    client: &Client,
+    spec: &QueueSpec<'_>,
+) -> Result<(String, String), QueueError> {
+    let mut attrs = HashMap::new();
+    attrs.insert(
+        QueueAttributeName::VisibilityTimeout,
+        spec.visibility_timeout.as_secs().to_string(),
+    );
+    if let Some(r) = spec.retention {
+        attrs.insert(
+            QueueAttributeName::MessageRetentionPeriod,
+            r.as_secs().to_string(),
+        );
+    }
+    if let Some((dlq_arn, max)) = spec.redrive {
+        attrs.insert(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max}).to_string(),
+        );
+    }
+    if spec.name.ends_with(".fifo") {
+        attrs.insert(QueueAttributeName::FifoQueue, "true".to_owned());
+    }
+    let out = client
+        .create_queue()
+        .queue_name(spec.name)
+        .set_attributes(Some(attrs))
+        .send()
+        .await
+        .map_err(|e| queue_error("CreateQueue", e))?;
+    let url = out.queue_url().unwrap_or_default().to_owned();
+    let attrs = client
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| queue_error("GetQueueAttributes", e))?;
+    let arn = attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .unwrap_or_default();
+    Ok((url, arn))
+}

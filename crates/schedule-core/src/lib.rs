@@ -1,0 +1,26 @@
+//! Core of the workflow step scheduler: the domain, the ports it talks through,
+//! the adapters behind those ports and the use cases that drive them.
+//!
+//! # Crate map
+//!
+//! | module | room |
+//! |---|---|
+//! | [`model`] | ids, times, keys, [`model::ScheduleItem`], the status table, definitions — pure, no I/O |
+//! | [`recurrence`] | schedule rules → occurrences inside a window — pure |
+//! | [`ports`] | the small traits the use cases need: [`ports::ScheduleStore`], [`ports::DefinitionSource`], [`ports::DispatchQueue`], [`ports::ActionSink`], [`ports::Clock`] |
+//! | [`adapters`] | DynamoDB and SQS behind the ports, and [`adapters::memory`], the embedded twin with the same semantics |
+//! | [`retry`] | backoff policy (exponential, jittered, seeded) for retryable errors |
+//! | [`config`] | every setting read once from the environment into a typed struct |
+//! | [`error`] | one error enum per layer; each knows whether it is retryable |
+//! | [`limits`] | AWS limits and product constants, defined once |
+//!
+//! The domain never imports an AWS type; adapters never decide policy.
+
+pub mod adapters;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod model;
+pub mod ports;
+pub mod recurrence;
+pub mod retry;

@@ -1,0 +1,48 @@
+//! AWS limits and product constants. Each is defined here once and used everywhere,
+//! including by the test that checks `template.yaml` against the code.
+
+use std::time::Duration;
+
+/// SQS `SendMessageBatch` takes at most 10 entries.
+pub const SQS_MAX_BATCH: usize = 10;
+/// SQS `ReceiveMessage` returns at most 10 messages.
+pub const SQS_MAX_RECEIVE: i32 = 10;
+/// SQS `DelaySeconds` ranges over 0..=900 (15 minutes).
+pub const SQS_MAX_DELAY_SECONDS: u32 = 900;
+/// An SQS message body (plus attributes) is at most 256 KiB.
+pub const SQS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// A DynamoDB item is at most 400 KB.
+pub const DYNAMO_MAX_ITEM_BYTES: usize = 400 * 1000;
+/// `BatchWriteItem` takes at most 25 requests — and cannot carry a condition, so this
+/// project never uses it for schedule items (an overwrite could reset a status).
+pub const DYNAMO_MAX_BATCH_WRITE: usize = 25;
+
+/// The action payload must fit, with the envelope, in one SQS message (256 KiB) and, with
+/// the bookkeeping attributes, in one DynamoDB item (400 KB). 128 KiB leaves room for both.
+pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
+/// Ids match `[A-Za-z0-9_.:-]{1,128}`.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Name of the sparse GSI the scheduler queries.
+pub const STATUS_INDEX_NAME: &str = "status-scheduled_time-index";
+/// Default number of `status_shard` values per status.
+pub const DEFAULT_STATUS_SHARDS: u16 = 16;
+/// Upper bound on shards: two decimal digits in `{STATUS}#{nn}`.
+pub const MAX_STATUS_SHARDS: u16 = 100;
+
+/// Receives before SQS moves an execution message to the DLQ (`maxReceiveCount`).
+pub const EXECUTION_MAX_RECEIVE_COUNT: u32 = 3;
+/// Visibility timeout of the execution queue; at least six times the executor's timeout,
+/// as AWS advises for Lambda event sources.
+pub const EXECUTION_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(180);
+/// The DLQ keeps messages for the longest SQS allows, 14 days.
+pub const DLQ_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// Attribute names of the schedule table that appear in its key schema.
+pub mod attr {
+    pub const PK: &str = "PK";
+    pub const SK: &str = "SK";
+    pub const STATUS_SHARD: &str = "status_shard";
+    pub const SCHEDULED_TIME: &str = "scheduled_time";
+    pub const TTL: &str = "ttl";
+}

@@ -1,0 +1,601 @@
+//! Definitions: the source of truth for what fires when. Outside DynamoDB a definition is a
+//! plain JSON object; [`Definition::from_json`] validates it and names the field and value
+//! of the first thing wrong.
+
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use chrono_tz::Tz;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::ids::{DeviceId, IdError, StepId, TenantId, WorkflowId};
+use super::time::{TimeError, Timestamp};
+use crate::limits::MAX_PAYLOAD_BYTES;
+
+/// What is wrong with a definition: the field path, the offending value and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field} {value}: {reason}")]
+pub struct DefinitionError {
+    pub field: String,
+    /// The offending value as JSON (strings quoted), or `<missing>`.
+    pub value: String,
+    pub reason: String,
+}
+
+impl DefinitionError {
+    fn new(field: impl Into<String>, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<IdError> for DefinitionError {
+    fn from(e: IdError) -> Self {
+        Self::new(e.field, format!("{:?}", e.value), e.reason)
+    }
+}
+
+/// The smallest repeat interval accepted: a typo such as `1s` for `1h` would otherwise
+/// materialize 86,400 occurrences a day for one step.
+pub const MIN_RATE: Duration = Duration::from_secs(60);
+
+/// What to do with a local time that a daylight-saving jump skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingTimePolicy {
+    #[default]
+    ShiftForward,
+    Skip,
+}
+
+/// What to do with a local time that occurs twice when daylight saving ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepeatedTimePolicy {
+    #[default]
+    First,
+    Both,
+}
+
+/// The rule part of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Schedule {
+    Once {
+        at: Timestamp,
+    },
+    Rate {
+        #[serde(serialize_with = "ser_span")]
+        every: Duration,
+        start: Timestamp,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        end: Option<Timestamp>,
+    },
+    Cron {
+        expression: String,
+        #[serde(serialize_with = "ser_tz")]
+        timezone: Tz,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        start: Option<Timestamp>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        end: Option<Timestamp>,
+    },
+    Rrule {
+        rule: String,
+        #[serde(serialize_with = "ser_local")]
+        dtstart: NaiveDateTime,
+        #[serde(serialize_with = "ser_tz")]
+        timezone: Tz,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        end: Option<Timestamp>,
+    },
+}
+
+/// A schedule: its rule plus the options that apply to every rule type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduleSpec {
+    #[serde(flatten)]
+    pub rule: Schedule,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_occurrences: Option<u32>,
+    pub on_missing_time: MissingTimePolicy,
+    pub on_repeated_time: RepeatedTimePolicy,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_span"
+    )]
+    pub misfire_grace: Option<Duration>,
+}
+
+/// One device workflow step definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Definition {
+    pub tenant_id: TenantId,
+    pub device_workflow_step_id: StepId,
+    pub workflow_id: WorkflowId,
+    pub device_id: DeviceId,
+    pub enabled: bool,
+    pub version: u64,
+    pub schedule: ScheduleSpec,
+    pub payload: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
+}
+
+impl Definition {
+    /// Validates a plain JSON definition. `PK`/`SK`, when present (an item read from
+    /// DynamoDB), are ignored: they derive from the ids.
+    pub fn from_json(value: &Value) -> Result<Self, DefinitionError> {
+        let obj = value.as_object().ok_or_else(|| {
+            DefinitionError::new("definition", short(value), "must be a JSON object")
+        })?;
+        let fields = Fields { obj, prefix: "" };
+        let payload = match obj.get("payload") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => {
+                return Err(DefinitionError::new(
+                    "payload",
+                    short(other),
+                    "must be a JSON object",
+                ));
+            }
+        };
+        let size = serde_json::to_vec(&payload)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(DefinitionError::new(
+                "payload",
+                format!("<{size} bytes>"),
+                format!("must be at most {MAX_PAYLOAD_BYTES} bytes as JSON"),
+            ));
+        }
+        let version = match obj.get("version") {
+            None => 1,
+            Some(v) => v.as_u64().ok_or_else(|| {
+                DefinitionError::new("version", short(v), "must be a non-negative integer")
+            })?,
+        };
+        let enabled = match obj.get("enabled") {
+            None => true,
+            Some(v) => v.as_bool().ok_or_else(|| {
+                DefinitionError::new("enabled", short(v), "must be true or false")
+            })?,
+        };
+        let schedule = obj
+            .get("schedule")
+            .ok_or_else(|| DefinitionError::new("schedule", "<missing>", "is required"))?;
+        Ok(Self {
+            tenant_id: TenantId::parse(fields.string("tenant_id")?)?,
+            device_workflow_step_id: StepId::parse(fields.string("device_workflow_step_id")?)?,
+            workflow_id: WorkflowId::parse(fields.string("workflow_id")?)?,
+            device_id: DeviceId::parse(fields.string("device_id")?)?,
+            enabled,
+            version,
+            schedule: ScheduleSpec::from_json(schedule)?,
+            payload,
+            updated_at: fields.opt_time("updated_at")?,
+        })
+    }
+
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Key of the definition in the definitions table.
+    pub fn key(&self) -> (String, String) {
+        Self::key_of(&self.tenant_id, &self.device_workflow_step_id)
+    }
+
+    pub fn key_of(tenant: &TenantId, step: &StepId) -> (String, String) {
+        (format!("TENANT#{tenant}"), format!("STEP#{step}"))
+    }
+}
+
+impl ScheduleSpec {
+    pub fn from_json(value: &Value) -> Result<Self, DefinitionError> {
+        let obj = value.as_object().ok_or_else(|| {
+            DefinitionError::new("schedule", short(value), "must be a JSON object")
+        })?;
+        let f = Fields {
+            obj,
+            prefix: "schedule.",
+        };
+        let kind = f.string("type")?;
+        let rule = match kind {
+            "once" => Schedule::Once { at: f.time("at")? },
+            "rate" => {
+                let every = parse_span("schedule.every", f.string("every")?)?;
+                if every < MIN_RATE {
+                    return Err(DefinitionError::new(
+                        "schedule.every",
+                        format!("{:?}", f.string("every")?),
+                        "must be at least 1m",
+                    ));
+                }
+                Schedule::Rate {
+                    every,
+                    start: f.time("start")?,
+                    end: f.opt_time("end")?,
+                }
+            }
+            "cron" => Schedule::Cron {
+                expression: validate_cron(f.string("expression")?)?,
+                timezone: f.timezone("timezone")?,
+                start: f.opt_time("start")?,
+                end: f.opt_time("end")?,
+            },
+            "rrule" => {
+                let raw = f.string("dtstart")?;
+                let dtstart = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S").map_err(|_| {
+                    DefinitionError::new(
+                        "schedule.dtstart",
+                        format!("{raw:?}"),
+                        "expected a local time like 2026-11-02T08:00:00 (no offset; see timezone)",
+                    )
+                })?;
+                Schedule::Rrule {
+                    rule: validate_rrule(f.string("rule")?)?,
+                    dtstart,
+                    timezone: f.timezone("timezone")?,
+                    end: f.opt_time("end")?,
+                }
+            }
+            other => {
+                return Err(DefinitionError::new(
+                    "schedule.type",
+                    format!("{other:?}"),
+                    "expected one of once, rate, cron, rrule",
+                ));
+            }
+        };
+        let max_occurrences = match obj.get("max_occurrences") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|n| (1..=u64::from(u32::MAX)).contains(n))
+                    .map(|n| n as u32)
+                    .ok_or_else(|| {
+                        DefinitionError::new(
+                            "schedule.max_occurrences",
+                            short(v),
+                            "must be a positive integer",
+                        )
+                    })?,
+            ),
+        };
+        let on_missing_time = match f.opt_string("on_missing_time")? {
+            None | Some("shift_forward") => MissingTimePolicy::ShiftForward,
+            Some("skip") => MissingTimePolicy::Skip,
+            Some(other) => {
+                return Err(DefinitionError::new(
+                    "schedule.on_missing_time",
+                    format!("{other:?}"),
+                    "expected shift_forward or skip",
+                ));
+            }
+        };
+        let on_repeated_time = match f.opt_string("on_repeated_time")? {
+            None | Some("first") => RepeatedTimePolicy::First,
+            Some("both") => RepeatedTimePolicy::Both,
+            Some(other) => {
+                return Err(DefinitionError::new(
+                    "schedule.on_repeated_time",
+                    format!("{other:?}"),
+                    "expected first or both",
+                ));
+            }
+        };
+        let misfire_grace = f
+            .opt_string("misfire_grace")?
+            .map(|s| parse_span("schedule.misfire_grace", s))
+            .transpose()?;
+        Ok(Self {
+            rule,
+            max_occurrences,
+            on_missing_time,
+            on_repeated_time,
+            misfire_grace,
+        })
+    }
+}
+
+/// Parses a span such as `15m`: a positive integer and one unit of `s`, `m`, `h`, `d`.
+pub fn parse_span(field: &str, raw: &str) -> Result<Duration, DefinitionError> {
+    let err = || {
+        DefinitionError::new(
+            field,
+            format!("{raw:?}"),
+            "expected a positive whole number and a unit s, m, h or d, like 15m",
+        )
+    };
+    let unit_at = raw.len().checked_sub(1).ok_or_else(err)?;
+    let (digits, unit) = raw.split_at(unit_at);
+    let n: u64 = digits.parse().map_err(|_| err())?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(err()),
+    };
+    match n.checked_mul(scale) {
+        Some(secs) if secs > 0 && secs <= 366 * 86_400 * 100 => Ok(Duration::from_secs(secs)),
+        _ => Err(err()),
+    }
+}
+
+/// Checks the shape of a cron expression (5 fields, or 6 with seconds first, from the
+/// cron alphabet). Its full meaning is checked when it is expanded.
+fn validate_cron(expr: &str) -> Result<String, DefinitionError> {
+    let fields = expr.split_whitespace().count();
+    let alphabet_ok = expr.chars().all(|c| {
+        c.is_ascii_alphanumeric() || matches!(c, ' ' | '*' | ',' | '-' | '/' | '?' | 'L' | '#')
+    });
+    if !(fields == 5 || fields == 6) || !alphabet_ok {
+        return Err(DefinitionError::new(
+            "schedule.expression",
+            format!("{expr:?}"),
+            "expected 5 cron fields (minute hour day month weekday), or 6 with seconds first",
+        ));
+    }
+    Ok(expr.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Checks the shape of an RRULE (`KEY=VALUE` parts separated by `;`, with a `FREQ`).
+fn validate_rrule(rule: &str) -> Result<String, DefinitionError> {
+    let body = rule.strip_prefix("RRULE:").unwrap_or(rule);
+    let parts_ok = body.split(';').all(|p| {
+        p.split_once('=')
+            .is_some_and(|(k, v)| !k.is_empty() && !v.is_empty())
+    });
+    let freq_ok = body.split(';').any(|p| {
+        matches!(
+            p,
+            "FREQ=SECONDLY"
+                | "FREQ=MINUTELY"
+                | "FREQ=HOURLY"
+                | "FREQ=DAILY"
+                | "FREQ=WEEKLY"
+                | "FREQ=MONTHLY"
+                | "FREQ=YEARLY"
+        )
+    });
+    if !parts_ok || !freq_ok {
+        return Err(DefinitionError::new(
+            "schedule.rule",
+            format!("{rule:?}"),
+            "expected an RRULE like FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=8;BYMINUTE=0",
+        ));
+    }
+    Ok(body.to_owned())
+}
+
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    prefix: &'static str,
+}
+
+impl<'a> Fields<'a> {
+    fn name(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn opt_string(&self, key: &str) -> Result<Option<&'a str>, DefinitionError> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(DefinitionError::new(
+                self.name(key),
+                short(other),
+                "must be a string",
+            )),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<&'a str, DefinitionError> {
+        self.opt_string(key)?
+            .ok_or_else(|| DefinitionError::new(self.name(key), "<missing>", "is required"))
+    }
+
+    fn opt_time(&self, key: &str) -> Result<Option<Timestamp>, DefinitionError> {
+        self.opt_string(key)?
+            .map(|s| {
+                Timestamp::parse(s).map_err(|TimeError { value, reason }| {
+                    DefinitionError::new(self.name(key), format!("{value:?}"), reason)
+                })
+            })
+            .transpose()
+    }
+
+    fn time(&self, key: &str) -> Result<Timestamp, DefinitionError> {
+        self.opt_time(key)?
+            .ok_or_else(|| DefinitionError::new(self.name(key), "<missing>", "is required"))
+    }
+
+    fn timezone(&self, key: &str) -> Result<Tz, DefinitionError> {
+        let raw = self.string(key)?;
+        raw.parse::<Tz>().map_err(|_| {
+            DefinitionError::new(
+                self.name(key),
+                format!("{raw:?}"),
+                "unknown IANA time zone (expected a name like Asia/Ho_Chi_Minh or UTC)",
+            )
+        })
+    }
+}
+
+/// A value for an error message, cut short so a huge payload does not flood the log.
+fn short(v: &Value) -> String {
+    let mut s = v.to_string();
+    if s.len() > 80 {
+        let cut = (0..=80).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+fn span_string(d: &Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+fn ser_span<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&span_string(d))
+}
+
+fn ser_opt_span<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&span_string(d)),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+fn ser_local<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&t.format("%Y-%m-%dT%H:%M:%S"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base(schedule: Value) -> Value {
+        json!({"tenant_id":"acme","device_workflow_step_id":"s1","workflow_id":"w1","device_id":"d1",
+               "enabled":true,"version":3,"schedule":schedule,"payload":{"action":"open_valve"}})
+    }
+
+    #[test]
+    fn parses_every_schedule_type_and_round_trips() {
+        let schedules = [
+            json!({"type":"once","at":"2026-11-26T10:30:00Z"}),
+            json!({"type":"rate","every":"15m","start":"2026-11-26T00:00:00Z","end":"2026-11-27T00:00:00Z","misfire_grace":"1h"}),
+            json!({"type":"cron","expression":"0 8 * * MON-FRI","timezone":"Asia/Ho_Chi_Minh"}),
+            json!({"type":"rrule","rule":"FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=8;BYMINUTE=0","dtstart":"2026-11-02T08:00:00","timezone":"Europe/Berlin","on_missing_time":"skip","on_repeated_time":"both","max_occurrences":10}),
+        ];
+        for s in schedules {
+            let d = Definition::from_json(&base(s.clone())).unwrap();
+            assert_eq!(d.version, 3);
+            let again = Definition::from_json(&d.to_json()).unwrap();
+            assert_eq!(again, d, "round trip of {s}");
+        }
+        let d = Definition::from_json(&base(
+            json!({"type":"rate","every":"2h","start":"2026-11-26T00:00:00Z"}),
+        ))
+        .unwrap();
+        assert!(
+            matches!(d.schedule.rule, Schedule::Rate { every, .. } if every == Duration::from_secs(7200))
+        );
+        assert_eq!(d.key(), ("TENANT#acme".to_owned(), "STEP#s1".to_owned()));
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_value() {
+        let cases = [
+            (
+                base(json!({"type":"cron","expression":"0 8 * * *","timezone":"Mars/Olympus"})),
+                "schedule.timezone",
+                "\"Mars/Olympus\"",
+            ),
+            (
+                base(json!({"type":"cron","expression":"0 8 * *","timezone":"UTC"})),
+                "schedule.expression",
+                "\"0 8 * *\"",
+            ),
+            (
+                base(json!({"type":"rate","every":"15x","start":"2026-11-26T00:00:00Z"})),
+                "schedule.every",
+                "\"15x\"",
+            ),
+            (
+                base(json!({"type":"rate","every":"10s","start":"2026-11-26T00:00:00Z"})),
+                "schedule.every",
+                "\"10s\"",
+            ),
+            (
+                base(json!({"type":"once","at":"2026-11-26 10:30"})),
+                "schedule.at",
+                "\"2026-11-26 10:30\"",
+            ),
+            (
+                base(json!({"type":"weekly"})),
+                "schedule.type",
+                "\"weekly\"",
+            ),
+            (
+                base(
+                    json!({"type":"rrule","rule":"BYDAY=MO","dtstart":"2026-11-02T08:00:00","timezone":"UTC"}),
+                ),
+                "schedule.rule",
+                "\"BYDAY=MO\"",
+            ),
+            (
+                base(json!({"type":"once","at":"2026-11-26T10:30:00Z","on_missing_time":"later"})),
+                "schedule.on_missing_time",
+                "\"later\"",
+            ),
+        ];
+        for (input, field, value) in cases {
+            let err = Definition::from_json(&input).unwrap_err();
+            assert_eq!(
+                (err.field.as_str(), err.value.as_str()),
+                (field, value),
+                "{err}"
+            );
+        }
+        let mut forged = base(json!({"type":"once","at":"2026-11-26T10:30:00Z"}));
+        forged["tenant_id"] = json!("acme#DATE#2026-11-26");
+        let err = Definition::from_json(&forged).unwrap_err();
+        assert_eq!(err.field, "tenant_id");
+        let mut missing = base(json!({"type":"once","at":"2026-11-26T10:30:00Z"}));
+        missing.as_object_mut().unwrap().remove("device_id");
+        assert_eq!(
+            Definition::from_json(&missing).unwrap_err().to_string(),
+            "invalid device_id <missing>: is required"
+        );
+    }
+
+    #[test]
+    fn payload_must_be_an_object_of_bounded_size() {
+        let mut d = base(json!({"type":"once","at":"2026-11-26T10:30:00Z"}));
+        d["payload"] = json!("open");
+        assert_eq!(Definition::from_json(&d).unwrap_err().field, "payload");
+        d["payload"] = json!({"blob": "x".repeat(MAX_PAYLOAD_BYTES)});
+        let err = Definition::from_json(&d).unwrap_err();
+        assert_eq!(err.field, "payload");
+        assert!(err.reason.contains("at most"), "{err}");
+    }
+
+    #[test]
+    fn spans() {
+        assert_eq!(parse_span("f", "15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_span("f", "1d").unwrap(), Duration::from_secs(86_400));
+        for bad in [
+            "",
+            "m",
+            "0m",
+            "-1m",
+            "1.5h",
+            "15",
+            "15 m",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_span("f", bad).is_err(), "{bad}");
+        }
+    }
+}

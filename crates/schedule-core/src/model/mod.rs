@@ -1,0 +1,21 @@
+//! The schedule model: validated ids, fixed-width UTC times, table keys, the status
+//! table, schedule items and definitions. Pure: no I/O, no AWS types.
+
+mod definition;
+mod ids;
+mod item;
+mod keys;
+mod status;
+mod time;
+mod trigger;
+
+pub use definition::{
+    Definition, DefinitionError, MissingTimePolicy, RepeatedTimePolicy, Schedule, ScheduleSpec,
+    parse_span,
+};
+pub use ids::{DeviceId, IdError, StepId, TenantId, WorkflowId};
+pub use item::{ExecutionId, ScheduleItem, StatusChange, TransitionError, Validation};
+pub use keys::{KeyError, ScheduleKey, StatusShard, shard_of};
+pub use status::{Status, StatusParseError};
+pub use time::{TimeError, Timestamp};
+pub use trigger::{TRIGGER_SCHEMA_VERSION, TriggerMessage};

@@ -1,0 +1,206 @@
+//! Ports: the small traits the use cases are generic over. Adapters implement them for a
+//! technology (DynamoDB, SQS) and for memory (the embedded twin); the contract suite runs
+//! the same cases against both so the twin cannot drift.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::try_join_all;
+
+use crate::error::{QueueError, StoreError};
+use crate::model::{
+    Definition, DefinitionError, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard,
+    StepId, TenantId, Timestamp, TriggerMessage,
+};
+
+/// The time, injected so tests and simulations are exact.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// An opaque position to resume a paged read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(pub String);
+
+/// One page of a paged read; `next` is `None` on the last page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
+}
+
+/// What the sparse GSI gives back for one occurrence (keys only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueEntry {
+    pub key: ScheduleKey,
+    pub scheduled_time: Timestamp,
+    pub status_shard: StatusShard,
+}
+
+/// The schedule table: one item per occurrence.
+pub trait ScheduleStore: Send + Sync {
+    /// Number of `status_shard` values per status this store writes.
+    fn status_shards(&self) -> u16;
+
+    /// Writes `item` unless an item with its key exists. `Ok(false)`: it existed, and is
+    /// left exactly as it was (its status is never reset).
+    fn create_if_absent(
+        &self,
+        item: &ScheduleItem,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// A strongly consistent read.
+    fn get(
+        &self,
+        key: &ScheduleKey,
+    ) -> impl Future<Output = Result<Option<ScheduleItem>, StoreError>> + Send;
+
+    /// Applies `change` only if the item exists with status `change.from`. `Ok(true)`:
+    /// this caller won; `Ok(false)`: the item is missing or another writer got there first.
+    fn change_status(
+        &self,
+        key: &ScheduleKey,
+        change: &StatusChange,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// One page of one shard of the sparse GSI: entries with `scheduled_time < before`,
+    /// in time order.
+    fn query_due_page(
+        &self,
+        shard: &StatusShard,
+        before: Timestamp,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> impl Future<Output = Result<Page<DueEntry>, StoreError>> + Send;
+}
+
+/// Every entry of `status` due before `before`, across all shards (queried concurrently,
+/// each paged to its end), in time order.
+pub async fn query_due<S: ScheduleStore>(
+    store: &S,
+    status: Status,
+    before: Timestamp,
+    page_size: u32,
+) -> Result<Vec<DueEntry>, StoreError> {
+    let shards = StatusShard::all(status, store.status_shards()).map(|shard| async move {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .query_due_page(&shard, before, page_size, cursor.as_ref())
+                .await?;
+            out.extend(page.items);
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => return Ok::<_, StoreError>(out),
+            }
+        }
+    });
+    let mut all: Vec<DueEntry> = try_join_all(shards).await?.into_iter().flatten().collect();
+    all.sort_by(|a, b| (a.scheduled_time, &a.key).cmp(&(b.scheduled_time, &b.key)));
+    Ok(all)
+}
+
+/// A definition as read from the table: valid, or the reason it is not (with its key),
+/// so one bad definition is skipped and reported rather than failing a whole scan.
+pub type ScannedDefinition = Result<Definition, InvalidDefinition>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("definition {key}: {error}")]
+pub struct InvalidDefinition {
+    pub key: String,
+    pub error: DefinitionError,
+}
+
+/// The definitions table.
+pub trait DefinitionSource: Send + Sync {
+    /// One page of one parallel scan segment (`segment < total_segments`).
+    fn scan_page(
+        &self,
+        segment: u32,
+        total_segments: u32,
+        cursor: Option<&Cursor>,
+    ) -> impl Future<Output = Result<Page<ScannedDefinition>, StoreError>> + Send;
+
+    fn get(
+        &self,
+        tenant: &TenantId,
+        step: &StepId,
+    ) -> impl Future<Output = Result<Option<ScannedDefinition>, StoreError>> + Send;
+
+    /// Writes `def` if it is new or its version is greater than the stored one;
+    /// otherwise [`StoreError::Conflict`].
+    fn put(&self, def: &Definition) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Every definition, all segments scanned concurrently.
+pub async fn scan_definitions<D: DefinitionSource>(
+    source: &D,
+    segments: u32,
+) -> Result<Vec<ScannedDefinition>, StoreError> {
+    let segments = segments.max(1);
+    let scans = (0..segments).map(|segment| async move {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = source.scan_page(segment, segments, cursor.as_ref()).await?;
+            out.extend(page.items);
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => return Ok::<_, StoreError>(out),
+            }
+        }
+    });
+    Ok(try_join_all(scans).await?.into_iter().flatten().collect())
+}
+
+/// A message for the execution queue. `id` is the caller's name for it in the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub id: String,
+    pub body: String,
+    /// 0..=900 s; SQS holds the message invisible until then.
+    pub delay: Duration,
+}
+
+/// What became of a batch send: ids sent, and ids that still failed after retries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendReport {
+    pub sent: Vec<String>,
+    pub failed: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    /// `ApproximateReceiveCount`: 1 on the first delivery.
+    pub receive_count: u32,
+}
+
+/// A work queue: the execution queue and its DLQ.
+pub trait DispatchQueue: Send + Sync {
+    /// Sends in batches of at most 10, retrying only the entries that failed for a
+    /// retryable reason. `Err` only when the input itself is invalid (nothing sent).
+    fn send_batch(
+        &self,
+        messages: &[OutgoingMessage],
+    ) -> impl Future<Output = Result<SendReport, QueueError>> + Send;
+
+    /// Up to `max` (≤ 10) visible messages, waiting up to `wait` for the first.
+    fn receive(
+        &self,
+        max: u32,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Vec<ReceivedMessage>, QueueError>> + Send;
+
+    fn delete(&self, receipt_handle: &str) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The action trigger queue. One attempt per call; the executor owns the retry policy.
+pub trait ActionSink: Send + Sync {
+    fn send(&self, message: &TriggerMessage)
+    -> impl Future<Output = Result<(), QueueError>> + Send;
+}
