@@ -1,1 +1,7 @@
+//! Test support: the backends a contract case runs on (the in-memory twin and the
+//! emulator, through the real adapters) and the contract cases themselves.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod backends;
+pub mod contract;

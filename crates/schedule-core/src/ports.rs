@@ -204,3 +204,35 @@ pub trait ActionSink: Send + Sync {
     fn send(&self, message: &TriggerMessage)
     -> impl Future<Output = Result<(), QueueError>> + Send;
 }
+
+// Shared handles serve as the port itself, so one queue can be both a redrive target
+// and a queue a caller reads.
+impl<T: DispatchQueue + ?Sized> DispatchQueue for std::sync::Arc<T> {
+    fn send_batch(
+        &self,
+        messages: &[OutgoingMessage],
+    ) -> impl Future<Output = Result<SendReport, QueueError>> + Send {
+        (**self).send_batch(messages)
+    }
+
+    fn receive(
+        &self,
+        max: u32,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Vec<ReceivedMessage>, QueueError>> + Send {
+        (**self).receive(max, wait)
+    }
+
+    fn delete(&self, receipt_handle: &str) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).delete(receipt_handle)
+    }
+}
+
+impl<T: ActionSink + ?Sized> ActionSink for std::sync::Arc<T> {
+    fn send(
+        &self,
+        message: &TriggerMessage,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).send(message)
+    }
+}

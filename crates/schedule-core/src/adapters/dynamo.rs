@@ -40,6 +40,10 @@ impl DynamoScheduleStore {
             shards: shards.max(1),
         }
     }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -403,6 +407,10 @@ impl DynamoDefinitionSource {
             client,
             table: table.into(),
         }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
     }
 }
 

@@ -1,0 +1,467 @@
+//! The contract: behaviour every backend must share. Each case is generic over
+//! [`Backend`] and runs once on the in-memory twin and once on the emulator.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use schedule_core::error::StoreError;
+use schedule_core::model::{
+    Definition, ScheduleItem, ScheduleKey, Status, StatusChange, Timestamp,
+};
+use schedule_core::ports::{
+    DefinitionSource, DispatchQueue, OutgoingMessage, ScheduleStore, query_due, scan_definitions,
+};
+use serde_json::json;
+
+use crate::backends::Backend;
+
+const RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+pub fn ts(s: &str) -> Timestamp {
+    Timestamp::parse(s).unwrap()
+}
+
+pub fn definition(tenant: &str, step: &str, at: &str) -> Definition {
+    Definition::from_json(&json!({
+        "tenant_id": tenant, "device_workflow_step_id": step, "workflow_id": "w1", "device_id": format!("dev-{step}"),
+        "enabled": true, "version": 1, "schedule": {"type": "once", "at": at},
+        "payload": {"action": "open_valve", "step": step, "nested": {"level": 2, "ok": true, "list": [1, 2.5, "x", null]}}
+    }))
+    .unwrap()
+}
+
+pub fn item(tenant: &str, step: &str, at: &str, shards: u16) -> ScheduleItem {
+    let now = ts("2026-11-26T00:00:00Z");
+    ScheduleItem::pending(
+        &definition(tenant, step, at),
+        ts(at),
+        now,
+        RETENTION,
+        shards,
+    )
+}
+
+fn change(from: Status, to: Status) -> StatusChange {
+    StatusChange::transition(from, to, ts("2026-11-26T10:00:00Z")).unwrap()
+}
+
+/// An item reads back exactly as written, payload and all.
+pub async fn item_round_trips<B: Backend>(b: &B) {
+    let store = b.store(16).await;
+    let it = item("acme", "s1", "2026-11-26T10:30:00Z", 16);
+    assert!(store.create_if_absent(&it).await.unwrap());
+    assert_eq!(
+        store.get(&it.key).await.unwrap().as_ref(),
+        Some(&it),
+        "{}",
+        b.name()
+    );
+    let missing = ScheduleKey::new(
+        &it.tenant_id,
+        ts("2026-11-26T10:31:00Z"),
+        &it.device_workflow_step_id,
+    );
+    assert_eq!(store.get(&missing).await.unwrap(), None);
+}
+
+/// Creating the same occurrence twice: the second loses and the status is untouched.
+pub async fn conditional_create_twice<B: Backend>(b: &B) {
+    let store = b.store(16).await;
+    let first = item("acme", "s1", "2026-11-26T10:30:00Z", 16);
+    assert!(store.create_if_absent(&first).await.unwrap());
+    assert!(
+        store
+            .change_status(&first.key, &change(Status::Pending, Status::Queued))
+            .await
+            .unwrap()
+    );
+
+    let mut again = item("acme", "s1", "2026-11-26T10:30:00Z", 16);
+    again
+        .payload
+        .insert("action".into(), json!("something_else"));
+    assert!(
+        !store.create_if_absent(&again).await.unwrap(),
+        "second create must lose"
+    );
+
+    let stored = store.get(&first.key).await.unwrap().unwrap();
+    assert_eq!(
+        stored.status,
+        Status::Queued,
+        "{}: status was reset",
+        b.name()
+    );
+    assert_eq!(
+        stored.payload,
+        first.payload,
+        "{}: payload was overwritten",
+        b.name()
+    );
+}
+
+/// Many claimers race for each item; exactly one wins each, the rest see `false`.
+pub async fn transition_races_have_one_winner<B: Backend>(b: &B) {
+    let store = b.store(4).await;
+    let items: Vec<_> = (0..5)
+        .map(|i| item("acme", &format!("race-{i}"), "2026-11-26T10:30:00Z", 4))
+        .collect();
+    for it in &items {
+        assert!(store.create_if_absent(it).await.unwrap());
+    }
+    let claims = items.iter().flat_map(|it| {
+        let store = &store;
+        (0..4).map(move |_| async move {
+            let won = store
+                .change_status(&it.key, &change(Status::Pending, Status::Queued))
+                .await
+                .unwrap();
+            (it.key.clone(), won)
+        })
+    });
+    let results = join_all(claims).await;
+    for it in &items {
+        let wins = results
+            .iter()
+            .filter(|(k, won)| *k == it.key && *won)
+            .count();
+        assert_eq!(wins, 1, "{}: {} claimers won {}", b.name(), wins, it.key);
+    }
+    // A transition from a status the item no longer has loses too, and so does one on
+    // an item that does not exist.
+    assert!(
+        !store
+            .change_status(&items[0].key, &change(Status::Pending, Status::Cancelled))
+            .await
+            .unwrap()
+    );
+    let ghost = item("acme", "ghost", "2026-11-26T10:30:00Z", 4);
+    assert!(
+        !store
+            .change_status(&ghost.key, &change(Status::Pending, Status::Queued))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get(&ghost.key).await.unwrap(),
+        None,
+        "a lost transition must not create an item"
+    );
+}
+
+/// Failed attempts are recorded without a status change; counts add up.
+pub async fn failed_attempts_are_counted<B: Backend>(b: &B) {
+    let store = b.store(16).await;
+    let it = item("acme", "s1", "2026-11-26T10:30:00Z", 16);
+    store.create_if_absent(&it).await.unwrap();
+    store
+        .change_status(&it.key, &change(Status::Pending, Status::Queued))
+        .await
+        .unwrap();
+    let at = ts("2026-11-26T10:30:01Z");
+    for _ in 0..2 {
+        let noted = StatusChange::attempts_failed(Status::Queued, at, 3, "ThrottlingException");
+        assert!(store.change_status(&it.key, &noted).await.unwrap());
+    }
+    let stored = store.get(&it.key).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.retry_count),
+        (Status::Queued, 6),
+        "{}",
+        b.name()
+    );
+    assert_eq!(stored.last_error.as_deref(), Some("ThrottlingException"));
+    assert_eq!(
+        stored.queued_at,
+        Some(ts("2026-11-26T10:00:00Z")),
+        "noting failures must not move queued_at"
+    );
+}
+
+fn keys(entries: &[schedule_core::ports::DueEntry]) -> Vec<ScheduleKey> {
+    entries.iter().map(|e| e.key.clone()).collect()
+}
+
+/// An item is in the index while PENDING or QUEUED (under its status) and leaves it
+/// once terminal.
+pub async fn sparse_index_follows_status<B: Backend>(b: &B) {
+    let store = b.store(16).await;
+    let it = item("acme", "s1", "2026-11-26T10:30:00Z", 16);
+    store.create_if_absent(&it).await.unwrap();
+    let before = ts("2026-11-27T00:00:00Z");
+    assert_eq!(
+        keys(
+            &query_due(&store, Status::Pending, before, 100)
+                .await
+                .unwrap()
+        ),
+        vec![it.key.clone()]
+    );
+
+    store
+        .change_status(&it.key, &change(Status::Pending, Status::Queued))
+        .await
+        .unwrap();
+    assert!(
+        query_due(&store, Status::Pending, before, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{}",
+        b.name()
+    );
+    let queued = query_due(&store, Status::Queued, before, 100)
+        .await
+        .unwrap();
+    assert_eq!(keys(&queued), vec![it.key.clone()]);
+    assert!(queued[0].status_shard.as_str().starts_with("QUEUED#"));
+
+    store
+        .change_status(&it.key, &change(Status::Queued, Status::Executed))
+        .await
+        .unwrap();
+    for st in [Status::Pending, Status::Queued] {
+        assert!(
+            query_due(&store, st, before, 100).await.unwrap().is_empty(),
+            "{}: still indexed as {st}",
+            b.name()
+        );
+    }
+    let stored = store.get(&it.key).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.status_shard),
+        (Status::Executed, None)
+    );
+}
+
+/// A shard with more entries than a page: every entry once, in time order.
+pub async fn due_query_pages<B: Backend>(b: &B) {
+    let store = b.store(1).await;
+    let mut want = Vec::new();
+    for i in 0..23 {
+        let at = format!("2026-11-26T10:{:02}:00Z", i * 2);
+        let it = item("acme", &format!("p{i}"), &at, 1);
+        store.create_if_absent(&it).await.unwrap();
+        want.push(it.key);
+    }
+    let shard = schedule_core::model::StatusShard::new(Status::Pending, 0);
+    let first = store
+        .query_due_page(&shard, ts("2026-11-27T00:00:00Z"), 5, None)
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 5, "{}", b.name());
+    assert!(
+        first.next.is_some(),
+        "{}: a full page must say there is more",
+        b.name()
+    );
+
+    let got = query_due(&store, Status::Pending, ts("2026-11-27T00:00:00Z"), 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys(&got),
+        want,
+        "{}: paged query lost, repeated or reordered entries",
+        b.name()
+    );
+}
+
+/// Due entries come from every shard and from both sides of UTC midnight; nothing at or
+/// after the bound is returned.
+pub async fn due_query_spans_shards_and_midnight<B: Backend>(b: &B) {
+    let store = b.store(8).await;
+    let times = [
+        "2026-11-25T23:40:00Z", // overdue, yesterday's partition
+        "2026-11-25T23:58:00Z",
+        "2026-11-25T23:59:59Z",
+        "2026-11-26T00:00:00Z",
+        "2026-11-26T00:04:59Z",
+        "2026-11-26T00:05:00Z", // the bound: excluded
+        "2026-11-26T00:10:00Z",
+    ];
+    let mut due = BTreeSet::new();
+    let mut shards_used = HashSet::new();
+    for tenant in ["acme", "globex", "initech"] {
+        for (i, at) in times.iter().enumerate() {
+            let it = item(tenant, &format!("m{i}"), at, 8);
+            shards_used.insert(it.status_shard.clone().unwrap());
+            store.create_if_absent(&it).await.unwrap();
+            if ts(at) < ts("2026-11-26T00:05:00Z") {
+                due.insert(it.key.clone());
+            }
+        }
+    }
+    assert!(
+        shards_used.len() > 3,
+        "test data should spread over shards: {shards_used:?}"
+    );
+    let got = query_due(&store, Status::Pending, ts("2026-11-26T00:05:00Z"), 4)
+        .await
+        .unwrap();
+    let got_keys: BTreeSet<_> = got.iter().map(|e| e.key.clone()).collect();
+    assert_eq!(got.len(), got_keys.len(), "{}: duplicates", b.name());
+    assert_eq!(got_keys, due, "{}", b.name());
+    assert!(
+        got.windows(2)
+            .all(|w| w[0].scheduled_time <= w[1].scheduled_time),
+        "not in time order"
+    );
+    assert!(
+        got.iter().any(|e| e.key.pk.ends_with("2026-11-25"))
+            && got.iter().any(|e| e.key.pk.ends_with("2026-11-26"))
+    );
+}
+
+/// 23 messages (three batches) with delays of 0–3 s: all arrive, none before its delay.
+pub async fn send_batch_with_delays_is_never_early<B: Backend>(b: &B) {
+    let (queue, _dlq) = b.queue_with_dlq(Duration::from_secs(30), 3).await;
+    let messages: Vec<_> = (0..23u64)
+        .map(|i| OutgoingMessage {
+            id: format!("m{i}"),
+            body: json!({"i": i, "delay": i % 4}).to_string(),
+            delay: Duration::from_secs(i % 4),
+        })
+        .collect();
+    let sent_at: DateTime<Utc> = b.now();
+    let report = queue.send_batch(&messages).await.unwrap();
+    assert_eq!(report.sent.len(), 23, "{}: {:?}", b.name(), report.failed);
+    assert!(report.failed.is_empty());
+
+    let mut seen = HashSet::new();
+    for _ in 0..40 {
+        let got = queue.receive(10, Duration::ZERO).await.unwrap();
+        let received_at = b.now();
+        for m in got {
+            let body: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+            let delay = body["delay"].as_i64().unwrap();
+            let earliest = sent_at + chrono::Duration::seconds(delay);
+            assert!(
+                received_at >= earliest,
+                "{}: message {} with delay {delay}s came {:?} early",
+                b.name(),
+                body["i"],
+                earliest - received_at
+            );
+            assert!(
+                seen.insert(body["i"].as_u64().unwrap()),
+                "{}: delivered twice",
+                b.name()
+            );
+            queue.delete(&m.receipt_handle).await.unwrap();
+        }
+        if seen.len() == 23 {
+            break;
+        }
+        b.wait(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        seen.len(),
+        23,
+        "{}: only {} of 23 arrived",
+        b.name(),
+        seen.len()
+    );
+    assert!(
+        queue.receive(10, Duration::ZERO).await.unwrap().is_empty(),
+        "deleted messages came back"
+    );
+}
+
+/// A message received and not deleted 3 times moves to the DLQ on the next receive.
+pub async fn redrive_to_dlq_after_max_receives<B: Backend>(b: &B) {
+    let (queue, dlq) = b.queue_with_dlq(Duration::from_secs(1), 3).await;
+    let msg = OutgoingMessage {
+        id: "poison".into(),
+        body: "{not json".into(),
+        delay: Duration::ZERO,
+    };
+    queue.send_batch(std::slice::from_ref(&msg)).await.unwrap();
+    for expected in 1..=3 {
+        let got = queue.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 1, "{}: receive {expected}", b.name());
+        assert_eq!(got[0].receive_count, expected);
+        assert!(
+            queue.receive(10, Duration::ZERO).await.unwrap().is_empty(),
+            "visible while in flight"
+        );
+        b.wait(Duration::from_millis(1300)).await;
+    }
+    assert!(
+        queue.receive(10, Duration::ZERO).await.unwrap().is_empty(),
+        "{}: delivered a 4th time",
+        b.name()
+    );
+    let dead = dlq.receive(10, Duration::ZERO).await.unwrap();
+    assert_eq!(dead.len(), 1, "{}: DLQ should hold the message", b.name());
+    assert_eq!(dead[0].body, msg.body);
+}
+
+/// Definitions: versioned puts, reads, parallel scans that see each row once, and a bad
+/// row reported with its key instead of failing the scan.
+pub async fn definitions_put_get_scan<B: Backend>(b: &B) {
+    let defs = b.definitions().await;
+    let mut all = Vec::new();
+    for i in 0..30 {
+        let d = definition(
+            if i % 2 == 0 { "acme" } else { "globex" },
+            &format!("s{i}"),
+            "2026-11-26T10:30:00Z",
+        );
+        defs.put(&d).await.unwrap();
+        all.push(d);
+    }
+    let d0 = &all[0];
+    let got = defs
+        .get(&d0.tenant_id, &d0.device_workflow_step_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got, d0, "{}", b.name());
+
+    let stale = defs.put(d0).await.unwrap_err();
+    assert!(
+        matches!(stale, StoreError::Conflict { .. }),
+        "{}: {stale}",
+        b.name()
+    );
+    let mut newer = d0.clone();
+    newer.version = 2;
+    newer.enabled = false;
+    defs.put(&newer).await.unwrap();
+    let got = defs
+        .get(&d0.tenant_id, &d0.device_workflow_step_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.version, got.enabled), (2, false));
+
+    b.put_raw_definition(&defs, "TENANT#acme", "STEP#bad", json!({"tenant_id": "acme", "device_workflow_step_id": "bad",
+        "workflow_id": "w1", "device_id": "d1", "schedule": {"type": "cron", "expression": "0 8 * * *", "timezone": "Mars/Olympus"}}))
+        .await;
+
+    let scanned = scan_definitions(&defs, 3).await.unwrap();
+    assert_eq!(
+        scanned.len(),
+        31,
+        "{}: parallel segments must cover every row once",
+        b.name()
+    );
+    let valid: BTreeSet<_> = scanned
+        .iter()
+        .filter_map(|d| d.as_ref().ok())
+        .map(|d| d.device_workflow_step_id.to_string())
+        .collect();
+    assert_eq!(valid.len(), 30);
+    let bad: Vec<_> = scanned.iter().filter_map(|d| d.as_ref().err()).collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].key, "TENANT#acme|STEP#bad");
+    assert_eq!(
+        (bad[0].error.field.as_str(), bad[0].error.value.as_str()),
+        ("schedule.timezone", "\"Mars/Olympus\"")
+    );
+}

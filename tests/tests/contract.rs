@@ -1,0 +1,45 @@
+//! The contract suite: every case on the in-memory twin and on the emulator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use integration_tests::backends::{Emulator, Memory};
+use integration_tests::contract;
+
+macro_rules! contract_cases {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    contract::$case(&Memory::default()).await;
+                }
+            )*
+        }
+
+        mod emulator {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(backend) = Emulator::from_env().await {
+                        contract::$case(&backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract_cases!(
+    item_round_trips,
+    conditional_create_twice,
+    transition_races_have_one_winner,
+    failed_attempts_are_counted,
+    sparse_index_follows_status,
+    due_query_pages,
+    due_query_spans_shards_and_midnight,
+    send_batch_with_delays_is_never_early,
+    redrive_to_dlq_after_max_receives,
+    definitions_put_get_scan,
+);
