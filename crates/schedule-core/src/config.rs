@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::error::ConfigError;
-use crate::limits::{DEFAULT_STATUS_SHARDS, MAX_STATUS_SHARDS};
+use crate::limits::{DEFAULT_RETENTION, DEFAULT_STATUS_SHARDS, MAX_STATUS_SHARDS};
 use crate::model::parse_span;
 
 /// Reads variables through a lookup function, so tests need not touch the process env.
@@ -84,7 +84,7 @@ impl StoreConfig {
                 u64::from(DEFAULT_STATUS_SHARDS),
                 1..=u64::from(MAX_STATUS_SHARDS),
             )? as u16,
-            retention: env.span("RETENTION", Duration::from_secs(30 * 86_400))?,
+            retention: env.span("RETENTION", DEFAULT_RETENTION)?,
         })
     }
 }

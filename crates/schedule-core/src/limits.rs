@@ -46,3 +46,9 @@ pub mod attr {
     pub const SCHEDULED_TIME: &str = "scheduled_time";
     pub const TTL: &str = "ttl";
 }
+
+/// The scheduler's window, equal to its EventBridge rate (a design choice, not a tuning
+/// knob: precision inside the window comes from `DelaySeconds`).
+pub const DEFAULT_SCHEDULE_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// How long after it was due an occurrence is kept (DynamoDB TTL).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
