@@ -465,3 +465,111 @@ pub async fn definitions_put_get_scan<B: Backend>(b: &B) {
         ("schedule.timezone", "\"Mars/Olympus\"")
     );
 }
+
+/// A lease keeps others out until it runs out; its owner may renew it; a status change
+/// releases it; a lease on the wrong status or a missing item is refused.
+pub async fn leases_exclude_others_until_released<B: Backend>(b: &B) {
+    let store = b.store(16).await;
+    let it = item("acme", "s1", "2026-11-26T10:30:00Z", 16);
+    store.create_if_absent(&it).await.unwrap();
+    let now = ts("2026-11-26T10:30:00Z");
+    let until = ts("2026-11-26T10:31:00Z");
+    let racers = (0..4).map(|i| {
+        let store = &store;
+        let key = &it.key;
+        async move {
+            store
+                .try_lease(key, Status::Pending, &format!("owner-{i}"), until, now)
+                .await
+                .unwrap()
+        }
+    });
+    let wins = join_all(racers).await.into_iter().filter(|w| *w).count();
+    assert_eq!(wins, 1, "{}: {wins} leases granted at once", b.name());
+    let holder = store
+        .get(&it.key)
+        .await
+        .unwrap()
+        .unwrap()
+        .lease_owner
+        .unwrap();
+
+    assert!(
+        store
+            .try_lease(
+                &it.key,
+                Status::Pending,
+                &holder,
+                ts("2026-11-26T10:32:00Z"),
+                now
+            )
+            .await
+            .unwrap(),
+        "owner renews"
+    );
+    assert!(
+        !store
+            .try_lease(
+                &it.key,
+                Status::Pending,
+                "other",
+                until,
+                ts("2026-11-26T10:31:30Z")
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lease(
+                &it.key,
+                Status::Pending,
+                "other",
+                ts("2026-11-26T10:33:00Z"),
+                ts("2026-11-26T10:32:00Z")
+            )
+            .await
+            .unwrap(),
+        "{}: an expired lease must be free",
+        b.name()
+    );
+    assert!(
+        !store
+            .try_lease(
+                &it.key,
+                Status::Queued,
+                "third",
+                until,
+                ts("2026-11-26T10:40:00Z")
+            )
+            .await
+            .unwrap(),
+        "wrong status"
+    );
+
+    store
+        .change_status(&it.key, &change(Status::Pending, Status::Queued))
+        .await
+        .unwrap();
+    let stored = store.get(&it.key).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.lease_owner, stored.lease_until),
+        (None, None),
+        "{}: a status change must release the lease",
+        b.name()
+    );
+    assert!(
+        store
+            .try_lease(&it.key, Status::Queued, "executor", until, now)
+            .await
+            .unwrap()
+    );
+    let ghost = item("acme", "ghost", "2026-11-26T10:30:00Z", 16);
+    assert!(
+        !store
+            .try_lease(&ghost.key, Status::Pending, "x", until, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get(&ghost.key).await.unwrap(), None);
+}

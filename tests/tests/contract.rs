@@ -42,4 +42,5 @@ contract_cases!(
     send_batch_with_delays_is_never_early,
     redrive_to_dlq_after_max_receives,
     definitions_put_get_scan,
+    leases_exclude_others_until_released,
 );

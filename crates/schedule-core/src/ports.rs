@@ -64,6 +64,18 @@ pub trait ScheduleStore: Send + Sync {
         change: &StatusChange,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Takes (or renews) a short lease on an item whose status is `status`, unless someone
+    /// else holds an unexpired one. `Ok(true)`: `owner` holds it until `until`. Any
+    /// status change releases it.
+    fn try_lease(
+        &self,
+        key: &ScheduleKey,
+        status: Status,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// One page of one shard of the sparse GSI: entries with `scheduled_time < before`,
     /// in time order.
     fn query_due_page(

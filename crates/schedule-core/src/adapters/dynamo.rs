@@ -93,6 +93,18 @@ pub(crate) fn item_to_av(item: &ScheduleItem) -> Item {
     if let Some(shard) = &item.status_shard {
         m.insert(attr::STATUS_SHARD.into(), s(shard.as_str()));
     }
+    if let Some(g) = item.misfire_grace {
+        m.insert("misfire_grace".into(), n(g.as_secs()));
+    }
+    if let Some(ms) = item.lateness_ms {
+        m.insert("lateness_ms".into(), n(ms));
+    }
+    if let Some(o) = &item.lease_owner {
+        m.insert("lease_owner".into(), s(o));
+    }
+    if let Some(t) = item.lease_until {
+        m.insert("lease_until".into(), s(t.to_string()));
+    }
     m
 }
 
@@ -141,6 +153,13 @@ impl<'a> Reader<'a> {
                 .map_err(|_| self.corrupt(format!("{name} {v:?} is out of range"))),
             None => Err(self.corrupt(format!("{name} is missing"))),
             Some(other) => Err(self.corrupt(format!("{name} is {other:?}, expected a number"))),
+        }
+    }
+
+    fn opt_n<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(_) => self.n(name).map(Some),
         }
     }
 
@@ -209,6 +228,12 @@ pub(crate) fn item_from_av(item: &Item) -> Result<ScheduleItem, StoreError> {
         executed_at: r.opt_time("executed_at")?,
         last_error: r.opt_s("last_error")?.map(str::to_owned),
         status_shard,
+        misfire_grace: r
+            .opt_n::<u64>("misfire_grace")?
+            .map(std::time::Duration::from_secs),
+        lateness_ms: r.opt_n("lateness_ms")?,
+        lease_owner: r.opt_s("lease_owner")?.map(str::to_owned),
+        lease_until: r.opt_time("lease_until")?,
     })
 }
 
@@ -265,7 +290,8 @@ impl ScheduleStore for DynamoScheduleStore {
     ) -> Result<bool, StoreError> {
         // One conditional UpdateItem expressing exactly `ScheduleItem::apply`.
         let mut set = vec!["#status = :to".to_owned()];
-        let mut remove = Vec::new();
+        // Every recorded change ends the writer's lease.
+        let mut remove = vec!["lease_owner", "lease_until"];
         let mut values: Item = HashMap::new();
         values.insert(":to".into(), s(change.to.as_str()));
         values.insert(":from".into(), s(change.from.as_str()));
@@ -297,15 +323,16 @@ impl ScheduleStore for DynamoScheduleStore {
             set.push("validation_result = :v".into());
             values.insert(":v".into(), s(v.as_str()));
         }
+        if let Some(ms) = change.lateness_ms {
+            set.push("lateness_ms = :late".into());
+            values.insert(":late".into(), n(ms));
+        }
         if change.retry_increment > 0 {
             set.push("retry_count = if_not_exists(retry_count, :zero) + :inc".into());
             values.insert(":zero".into(), n(0));
             values.insert(":inc".into(), n(change.retry_increment));
         }
-        let mut update = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            update.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
+        let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
         let out = self
             .client
             .update_item()
@@ -317,6 +344,44 @@ impl ScheduleStore for DynamoScheduleStore {
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#shard", attr::STATUS_SHARD)
             .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    async fn try_lease(
+        &self,
+        key: &ScheduleKey,
+        status: Status,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .update_expression("SET lease_owner = :owner, lease_until = :until")
+            .condition_expression(
+                "attribute_exists(PK) AND #status = :status \
+                 AND (attribute_not_exists(lease_until) OR lease_until <= :now OR lease_owner = :owner)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", s(until.to_string()))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .expression_attribute_values(":status", s(status.as_str()))
             .send()
             .await;
         match out {

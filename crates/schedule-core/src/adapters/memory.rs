@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{QueueError, StoreError};
 use crate::limits::{SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES, SQS_MAX_RECEIVE};
 use crate::model::{
-    Definition, ScheduleItem, ScheduleKey, StatusChange, StatusShard, StepId, TenantId, Timestamp,
-    TriggerMessage,
+    Definition, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId, TenantId,
+    Timestamp, TriggerMessage,
 };
 use crate::ports::{
     ActionSink, Clock, Cursor, DefinitionSource, DispatchQueue, DueEntry, InvalidDefinition,
@@ -105,6 +105,26 @@ impl ScheduleStore for InMemoryScheduleStore {
         if let Some(ix) = after {
             t.index.insert(ix);
         }
+        Ok(true)
+    }
+
+    async fn try_lease(
+        &self,
+        key: &ScheduleKey,
+        status: Status,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut t = lock(&self.table);
+        let Some(item) = t.items.get_mut(key) else {
+            return Ok(false);
+        };
+        if item.status != status || item.leased_by_other(owner, now) {
+            return Ok(false);
+        }
+        item.lease_owner = Some(owner.to_owned());
+        item.lease_until = Some(until);
         Ok(true)
     }
 

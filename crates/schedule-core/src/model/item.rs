@@ -85,6 +85,15 @@ pub struct ScheduleItem {
     pub last_error: Option<String>,
     /// Present only while the status is indexed ([`Status::is_indexed`]).
     pub status_shard: Option<StatusShard>,
+    /// How late the occurrence may still fire (from the definition); `None`: the
+    /// deployment's default.
+    pub misfire_grace: Option<Duration>,
+    /// Milliseconds from `scheduled_time` to the send that executed it.
+    pub lateness_ms: Option<u64>,
+    /// Who is working on the occurrence right now, and until when: a short lease that
+    /// keeps two copies of one message (or two overlapping runs) from both sending.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<Timestamp>,
 }
 
 impl ScheduleItem {
@@ -116,6 +125,18 @@ impl ScheduleItem {
             executed_at: None,
             last_error: None,
             status_shard,
+            misfire_grace: def.schedule.misfire_grace,
+            lateness_ms: None,
+            lease_owner: None,
+            lease_until: None,
+        }
+    }
+
+    /// Whether a lease held by someone other than `owner` is still running at `now`.
+    pub fn leased_by_other(&self, owner: &str, now: Timestamp) -> bool {
+        match (&self.lease_owner, self.lease_until) {
+            (Some(o), Some(until)) => o != owner && until > now,
+            _ => false,
         }
     }
 
@@ -143,6 +164,12 @@ impl ScheduleItem {
             self.validation_result = Some(v);
         }
         self.retry_count = self.retry_count.saturating_add(change.retry_increment);
+        if let Some(ms) = change.lateness_ms {
+            self.lateness_ms = Some(ms);
+        }
+        // Every recorded change ends the writer's lease.
+        self.lease_owner = None;
+        self.lease_until = None;
     }
 }
 
@@ -162,6 +189,7 @@ pub struct StatusChange {
     pub error: Option<String>,
     pub validation: Option<Validation>,
     pub retry_increment: u32,
+    pub lateness_ms: Option<u64>,
 }
 
 impl StatusChange {
@@ -177,6 +205,7 @@ impl StatusChange {
             error: None,
             validation: None,
             retry_increment: 0,
+            lateness_ms: None,
         })
     }
 
@@ -194,6 +223,7 @@ impl StatusChange {
             error: Some(error.into()),
             validation: None,
             retry_increment: failed,
+            lateness_ms: None,
         }
     }
 
@@ -204,6 +234,11 @@ impl StatusChange {
 
     pub fn with_retries(mut self, failed: u32) -> Self {
         self.retry_increment = failed;
+        self
+    }
+
+    pub fn with_lateness_ms(mut self, ms: u64) -> Self {
+        self.lateness_ms = Some(ms);
         self
     }
 
