@@ -89,6 +89,146 @@ impl StoreConfig {
     }
 }
 
+/// Device validation: the registry (or none: allow all) and the cache in front of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationConfig {
+    /// `None` allows every device (local runs, or no registry in the deployment).
+    pub registry_url: Option<String>,
+    pub timeout: Duration,
+    pub cache: crate::validation_cache::CacheSettings,
+}
+
+impl ValidationConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let registry_url = env.optional("DEVICE_REGISTRY_URL");
+        if let Some(url) = &registry_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                name: "DEVICE_REGISTRY_URL",
+                value: url.clone(),
+                reason: "expected an http:// or https:// URL (or nothing, to allow every device)"
+                    .to_owned(),
+            });
+        }
+        Ok(Self {
+            registry_url,
+            timeout: env.span("DEVICE_REGISTRY_TIMEOUT", Duration::from_secs(2))?,
+            cache: crate::validation_cache::CacheSettings {
+                positive_ttl: env.span("VALIDATION_CACHE_TTL", Duration::from_secs(300))?,
+                negative_ttl: env.span("VALIDATION_NEGATIVE_TTL", Duration::from_secs(60))?,
+                capacity: 100_000,
+            },
+        })
+    }
+}
+
+/// `daily_scanner_v2`.
+#[derive(Debug, Clone)]
+pub struct ScannerConfig {
+    pub store: StoreConfig,
+    pub definitions_table: String,
+    pub validation: ValidationConfig,
+    pub scan: crate::app::scan::ScanSettings,
+}
+
+impl ScannerConfig {
+    /// Variables the template must set for this function.
+    pub const REQUIRED: &[&str] = &["SCHEDULE_TABLE", "DEFINITIONS_TABLE"];
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let store = StoreConfig::from_env(env)?;
+        let defaults = crate::app::scan::ScanSettings::default();
+        let scan = crate::app::scan::ScanSettings {
+            overlap: env.span("SCAN_OVERLAP", defaults.overlap)?,
+            segments: env.number("SCAN_SEGMENTS", u64::from(defaults.segments), 1..=64)? as u32,
+            concurrency: env.number("SCAN_CONCURRENCY", defaults.concurrency as u64, 1..=256)?
+                as usize,
+            retention: store.retention,
+            shards: store.status_shards,
+            ..defaults
+        };
+        Ok(Self {
+            definitions_table: env.required("DEFINITIONS_TABLE")?,
+            validation: ValidationConfig::from_env(env)?,
+            store,
+            scan,
+        })
+    }
+}
+
+/// `scheduler_v2`.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    pub store: StoreConfig,
+    pub execution_queue_url: String,
+    pub schedule: crate::app::schedule::ScheduleSettings,
+}
+
+impl SchedulerConfig {
+    pub const REQUIRED: &[&str] = &["SCHEDULE_TABLE", "EXECUTION_QUEUE_URL", "SCHEDULE_WINDOW"];
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let defaults = crate::app::schedule::ScheduleSettings::default();
+        let window = env.span("SCHEDULE_WINDOW", defaults.window)?;
+        let margin = env.span("SCHEDULE_MARGIN", defaults.margin)?;
+        if (window + margin).as_secs() > u64::from(crate::limits::SQS_MAX_DELAY_SECONDS) {
+            return Err(ConfigError::Invalid {
+                name: "SCHEDULE_WINDOW",
+                value: env.optional("SCHEDULE_WINDOW").unwrap_or_default(),
+                reason: "window plus margin must stay within the 900 s SQS delay limit".to_owned(),
+            });
+        }
+        Ok(Self {
+            store: StoreConfig::from_env(env)?,
+            execution_queue_url: env.required("EXECUTION_QUEUE_URL")?,
+            schedule: crate::app::schedule::ScheduleSettings {
+                window,
+                margin,
+                default_misfire_grace: env
+                    .span("DEFAULT_MISFIRE_GRACE", defaults.default_misfire_grace)?,
+                ..defaults
+            },
+        })
+    }
+}
+
+/// `executor_v2`.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    pub store: StoreConfig,
+    pub action_trigger_queue_url: String,
+    pub validation: ValidationConfig,
+    pub execute: crate::app::execute::ExecuteSettings,
+}
+
+impl ExecutorConfig {
+    pub const REQUIRED: &[&str] = &[
+        "SCHEDULE_TABLE",
+        "ACTION_TRIGGER_QUEUE_URL",
+        "EXECUTION_MAX_RECEIVE_COUNT",
+    ];
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let defaults = crate::app::execute::ExecuteSettings::default();
+        Ok(Self {
+            store: StoreConfig::from_env(env)?,
+            action_trigger_queue_url: env.required("ACTION_TRIGGER_QUEUE_URL")?,
+            validation: ValidationConfig::from_env(env)?,
+            execute: crate::app::execute::ExecuteSettings {
+                max_receive_count: env.number(
+                    "EXECUTION_MAX_RECEIVE_COUNT",
+                    u64::from(defaults.max_receive_count),
+                    1..=1000,
+                )? as u32,
+                default_misfire_grace: env
+                    .span("DEFAULT_MISFIRE_GRACE", defaults.default_misfire_grace)?,
+                ..defaults
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +262,39 @@ mod tests {
         let err = StoreConfig::from_env(&env(&[("SCHEDULE_TABLE", "t"), ("RETENTION", "30 days")]))
             .unwrap_err();
         assert!(err.to_string().contains("RETENTION"), "{err}");
+    }
+
+    #[test]
+    fn function_configs_name_what_is_missing_or_wrong() {
+        let err = SchedulerConfig::from_env(&env(&[("SCHEDULE_TABLE", "t")])).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("EXECUTION_QUEUE_URL"));
+        let err = SchedulerConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("EXECUTION_QUEUE_URL", "q"),
+            ("SCHEDULE_WINDOW", "15m"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("SCHEDULE_WINDOW") && err.to_string().contains("900"),
+            "{err}"
+        );
+        let err = ExecutorConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("ACTION_TRIGGER_QUEUE_URL", "q"),
+            ("DEVICE_REGISTRY_URL", "registry.local"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("DEVICE_REGISTRY_URL")
+                && err.to_string().contains("registry.local"),
+            "{err}"
+        );
+        let ok = ScannerConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("DEFINITIONS_TABLE", "d"),
+            ("STATUS_SHARDS", "8"),
+        ]))
+        .unwrap();
+        assert_eq!((ok.scan.shards, ok.validation.registry_url), (8, None));
     }
 }

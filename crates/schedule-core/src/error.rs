@@ -77,3 +77,18 @@ pub enum ConfigError {
         reason: String,
     },
 }
+
+/// The device registry could not answer (timeout, 5xx, transport). Never cached.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("device registry unavailable for {tenant}/{device}: {reason}")]
+pub struct ValidationError {
+    pub tenant: String,
+    pub device: String,
+    pub reason: String,
+}
+
+impl ValidationError {
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
+}

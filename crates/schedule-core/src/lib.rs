@@ -9,6 +9,9 @@
 //! | [`recurrence`] | schedule rules → occurrences inside a window — pure |
 //! | [`ports`] | the small traits the use cases need: [`ports::ScheduleStore`], [`ports::DefinitionSource`], [`ports::DispatchQueue`], [`ports::ActionSink`], [`ports::Clock`] |
 //! | [`adapters`] | DynamoDB and SQS behind the ports, and [`adapters::memory`], the embedded twin with the same semantics |
+//! | [`app`] | use cases generic over the ports: [`app::scan`], [`app::schedule`], [`app::execute`] |
+//! | [`validation_cache`] | the device-validation cache (positive and negative TTLs, one call per concurrent miss) |
+//! | [`metrics`] | CloudWatch embedded metric format |
 //! | [`retry`] | backoff policy (exponential, jittered, seeded) for retryable errors |
 //! | [`config`] | every setting read once from the environment into a typed struct |
 //! | [`error`] | one error enum per layer; each knows whether it is retryable |
@@ -17,10 +20,14 @@
 //! The domain never imports an AWS type; adapters never decide policy.
 
 pub mod adapters;
+pub mod app;
 pub mod config;
 pub mod error;
 pub mod limits;
+pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod recurrence;
 pub mod retry;
+pub mod validation_cache;

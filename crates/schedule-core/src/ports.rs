@@ -8,15 +8,21 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
 
-use crate::error::{QueueError, StoreError};
+use crate::error::{QueueError, StoreError, ValidationError};
 use crate::model::{
-    Definition, DefinitionError, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard,
-    StepId, TenantId, Timestamp, TriggerMessage,
+    Definition, DefinitionError, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange,
+    StatusShard, StepId, TenantId, Timestamp, TriggerMessage, Validation,
 };
 
 /// The time, injected so tests and simulations are exact.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
+
+    /// Lets `d` pass. Real clocks sleep; a manual clock moves itself forward, so code that
+    /// waits (backoff, the last sub-second before a step is due) runs instantly in tests.
+    fn sleep(&self, d: Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(tokio::time::sleep(d))
+    }
 }
 
 /// An opaque position to resume a paged read from.
@@ -246,5 +252,25 @@ impl<T: ActionSink + ?Sized> ActionSink for std::sync::Arc<T> {
         message: &TriggerMessage,
     ) -> impl Future<Output = Result<(), QueueError>> + Send {
         (**self).send(message)
+    }
+}
+
+/// Whether a device may be acted on. `Err` means the registry could not say (retryable);
+/// a definite "no" is `Ok(Validation::Invalid)`.
+pub trait DeviceValidator: Send + Sync {
+    fn validate(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+    ) -> impl Future<Output = Result<Validation, ValidationError>> + Send;
+}
+
+impl<T: DeviceValidator + ?Sized> DeviceValidator for std::sync::Arc<T> {
+    fn validate(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+    ) -> impl Future<Output = Result<Validation, ValidationError>> + Send {
+        (**self).validate(tenant, device)
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod dynamo;
+pub mod http_validator;
 pub mod memory;
 pub mod sqs;
 

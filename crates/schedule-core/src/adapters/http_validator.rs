@@ -1,0 +1,110 @@
+//! Device validation over HTTP: `GET {base}/tenants/{tenant}/devices/{device}`.
+//! 200 with `"status":"ACTIVE"` → VALID; 404 or any other status → INVALID; a timeout,
+//! a transport error or a 5xx → a retryable error (never cached).
+
+use std::time::Duration;
+
+use crate::error::ValidationError;
+use crate::model::{DeviceId, TenantId, Validation};
+use crate::ports::DeviceValidator;
+
+#[derive(Debug, Clone)]
+pub struct HttpDeviceValidator {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl HttpDeviceValidator {
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()?;
+        Ok(Self {
+            client,
+            base: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+impl DeviceValidator for HttpDeviceValidator {
+    async fn validate(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+    ) -> Result<Validation, ValidationError> {
+        // Ids are limited to [A-Za-z0-9_.:-], all safe in a URL path segment.
+        let url = format!("{}/tenants/{tenant}/devices/{device}", self.base);
+        let fail = |reason: String| ValidationError {
+            tenant: tenant.to_string(),
+            device: device.to_string(),
+            reason,
+        };
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let status = resp.status();
+        if status.as_u16() == 404 {
+            return Ok(Validation::Invalid);
+        }
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(fail(format!("HTTP {status} from {url}")));
+        }
+        if !status.is_success() {
+            return Ok(Validation::Invalid);
+        }
+        let body = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
+        let json: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| fail(format!("unreadable body from {url}: {e}")))?;
+        Ok(match json.get("status").and_then(|s| s.as_str()) {
+            Some("ACTIVE") => Validation::Valid,
+            _ => Validation::Invalid,
+        })
+    }
+}
+
+/// Every device is valid: for local runs without a registry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl DeviceValidator for AllowAll {
+    async fn validate(
+        &self,
+        _tenant: &TenantId,
+        _device: &DeviceId,
+    ) -> Result<Validation, ValidationError> {
+        Ok(Validation::Valid)
+    }
+}
+
+/// The validator a deployment configures: the registry, or allow-all when no URL is set.
+#[derive(Debug, Clone)]
+pub enum RegistryValidator {
+    Http(HttpDeviceValidator),
+    AllowAll(AllowAll),
+}
+
+impl RegistryValidator {
+    pub fn from_config(config: &crate::config::ValidationConfig) -> Result<Self, reqwest::Error> {
+        Ok(match &config.registry_url {
+            Some(url) => RegistryValidator::Http(HttpDeviceValidator::new(url, config.timeout)?),
+            None => RegistryValidator::AllowAll(AllowAll),
+        })
+    }
+}
+
+impl DeviceValidator for RegistryValidator {
+    async fn validate(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+    ) -> Result<Validation, ValidationError> {
+        match self {
+            RegistryValidator::Http(v) => v.validate(tenant, device).await,
+            RegistryValidator::AllowAll(v) => v.validate(tenant, device).await,
+        }
+    }
+}

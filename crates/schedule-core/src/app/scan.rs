@@ -1,0 +1,311 @@
+//! The daily scan: enabled definitions → occurrences in `[from, to)` → one schedule item
+//! each, written with a conditional create so a re-run, an overlapping run or a run after a
+//! crash creates nothing twice and resets no status.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use backon::Retryable;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::{AppError, past};
+use crate::metrics::{Metric, Metrics};
+use crate::model::{Definition, DeviceId, ScheduleItem, Status, TenantId, Timestamp, Validation};
+use crate::ports::{Clock, DefinitionSource, DeviceValidator, ScheduleStore, scan_definitions};
+use crate::recurrence::{RecurrenceError, Window, occurrences};
+use crate::retry::RetryPolicy;
+
+#[derive(Debug, Clone)]
+pub struct ScanSettings {
+    /// How far ahead a daily run materializes (24 h).
+    pub horizon: Duration,
+    /// Added to the horizon so consecutive daily runs overlap; a late or slow run leaves
+    /// no gap (the conditional create makes the overlap free of duplicates).
+    pub overlap: Duration,
+    pub segments: u32,
+    /// Writes and validations in flight at once.
+    pub concurrency: usize,
+    pub retention: Duration,
+    pub shards: u16,
+    /// Retries of throttled writes.
+    pub write_retry: RetryPolicy,
+    /// Stop this long before the Lambda deadline.
+    pub deadline_margin: Duration,
+    /// The longest backfill range accepted.
+    pub max_range: Duration,
+}
+
+impl Default for ScanSettings {
+    fn default() -> Self {
+        Self {
+            horizon: Duration::from_secs(24 * 3600),
+            overlap: Duration::from_secs(3600),
+            segments: 4,
+            concurrency: 16,
+            retention: crate::limits::DEFAULT_RETENTION,
+            shards: crate::limits::DEFAULT_STATUS_SHARDS,
+            write_retry: RetryPolicy::new(
+                6,
+                Duration::from_millis(50),
+                Duration::from_secs(2),
+                0x5ca9,
+            ),
+            deadline_margin: Duration::from_secs(10),
+            max_range: Duration::from_secs(31 * 86_400),
+        }
+    }
+}
+
+/// What to scan: a window and, for a backfill, optionally one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanRequest {
+    pub window: Window,
+    pub tenant: Option<TenantId>,
+}
+
+impl ScanRequest {
+    /// The daily run: `[now, now + horizon + overlap)`.
+    pub fn daily(now: Timestamp, settings: &ScanSettings) -> Self {
+        Self {
+            window: Window::new(now, now.plus(settings.horizon + settings.overlap)),
+            tenant: None,
+        }
+    }
+
+    /// A backfill of `[from, to)`; the range must be positive and at most `max_range`.
+    pub fn backfill(
+        from: Timestamp,
+        to: Timestamp,
+        tenant: Option<TenantId>,
+        settings: &ScanSettings,
+    ) -> Result<Self, AppError> {
+        if from >= to {
+            return Err(AppError::InvalidRequest(format!(
+                "range from {from} to {to} is empty: 'from' must be before 'to'"
+            )));
+        }
+        if to.epoch_seconds() - from.epoch_seconds() > settings.max_range.as_secs() as i64 {
+            return Err(AppError::InvalidRequest(format!(
+                "range from {from} to {to} is longer than the {} days a backfill may cover",
+                settings.max_range.as_secs() / 86_400
+            )));
+        }
+        Ok(Self {
+            window: Window::new(from, to),
+            tenant,
+        })
+    }
+}
+
+/// What a scan did; every definition and occurrence is accounted for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanReport {
+    pub from: String,
+    pub to: String,
+    pub definitions: usize,
+    pub disabled: usize,
+    pub other_tenants: usize,
+    pub invalid_definitions: usize,
+    pub unsupported_schedules: usize,
+    pub occurrences: usize,
+    pub created: usize,
+    pub already_present: usize,
+    pub skipped_invalid_device: usize,
+    pub devices_validated: usize,
+    pub validation_unavailable: usize,
+    pub write_errors: usize,
+    /// Occurrences not attempted because the deadline came first.
+    pub not_written: usize,
+}
+
+impl ScanReport {
+    /// Everything in the window is in the table.
+    pub fn is_complete(&self) -> bool {
+        self.write_errors == 0 && self.not_written == 0
+    }
+}
+
+/// The scanner, generic over its ports.
+#[derive(Debug)]
+pub struct Scanner<D, S, V, C> {
+    pub definitions: D,
+    pub store: S,
+    pub validator: V,
+    pub clock: C,
+    pub settings: ScanSettings,
+}
+
+impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanner<D, S, V, C> {
+    pub async fn run(
+        &self,
+        request: &ScanRequest,
+        deadline: Option<DateTime<Utc>>,
+        metrics: &Metrics,
+    ) -> Result<ScanReport, AppError> {
+        let mut report = ScanReport {
+            from: request.window.from.to_string(),
+            to: request.window.to.to_string(),
+            ..ScanReport::default()
+        };
+        let scanned = scan_definitions(&self.definitions, self.settings.segments).await?;
+        let mut wanted: Vec<(Definition, Timestamp)> = Vec::new();
+        for entry in scanned {
+            report.definitions += 1;
+            let def = match entry {
+                Ok(d) => d,
+                Err(bad) => {
+                    report.invalid_definitions += 1;
+                    metrics.incr(Metric::InvalidDefinition);
+                    warn!(key = %bad.key, field = %bad.error.field, value = %bad.error.value, reason = %bad.error.reason, "invalid definition skipped");
+                    continue;
+                }
+            };
+            if request.tenant.as_ref().is_some_and(|t| *t != def.tenant_id) {
+                report.other_tenants += 1;
+                continue;
+            }
+            if !def.enabled {
+                report.disabled += 1;
+                continue;
+            }
+            match occurrences(&def.schedule, request.window) {
+                Ok(times) => wanted.extend(times.into_iter().map(|t| (def.clone(), t))),
+                Err(RecurrenceError::NotYetSupported(kind)) => {
+                    report.unsupported_schedules += 1;
+                    metrics.incr(Metric::UnsupportedSchedule);
+                    warn!(tenant_id = %def.tenant_id, device_workflow_step_id = %def.device_workflow_step_id, schedule_type = kind, "schedule type cannot be expanded yet; definition skipped");
+                }
+            }
+        }
+        report.occurrences = wanted.len();
+        // Earliest first: if the deadline cuts the run short, what is left is the latest.
+        wanted.sort_by(|a, b| {
+            (a.1, &a.0.tenant_id, &a.0.device_workflow_step_id).cmp(&(
+                b.1,
+                &b.0.tenant_id,
+                &b.0.device_workflow_step_id,
+            ))
+        });
+
+        let validations = self.validate_devices(&wanted, &mut report, metrics).await;
+
+        let now = Timestamp::from_datetime(self.clock.now());
+        let items: Vec<ScheduleItem> = wanted
+            .iter()
+            .map(|(def, at)| {
+                let mut item = ScheduleItem::pending(
+                    def,
+                    *at,
+                    now,
+                    self.settings.retention,
+                    self.settings.shards,
+                );
+                match validations.get(&(def.tenant_id.clone(), def.device_id.clone())) {
+                    Some(Validation::Invalid) => {
+                        item.status = Status::Skipped;
+                        item.status_shard = None;
+                        item.validation_result = Some(Validation::Invalid);
+                        item.last_error = Some("device is not active in the registry".to_owned());
+                    }
+                    Some(Validation::Valid) => item.validation_result = Some(Validation::Valid),
+                    // The registry could not answer: the executor validates again.
+                    None => {}
+                }
+                item
+            })
+            .collect();
+
+        let results: Vec<Option<Result<bool, crate::error::StoreError>>> =
+            futures::stream::iter(items.iter())
+                .map(|item| async move {
+                    if past(deadline, self.clock.now(), self.settings.deadline_margin) {
+                        return None;
+                    }
+                    let write = || self.store.create_if_absent(item);
+                    Some(
+                        write
+                            .retry(
+                                self.settings
+                                    .write_retry
+                                    .seeded(item.scheduled_time.epoch_seconds() as u64),
+                            )
+                            .when(|e| e.is_retryable())
+                            .await,
+                    )
+                })
+                .buffered(self.settings.concurrency.max(1))
+                .collect()
+                .await;
+
+        for (item, result) in items.iter().zip(results) {
+            match result {
+                None => report.not_written += 1,
+                Some(Ok(true)) => {
+                    report.created += 1;
+                    if item.status == Status::Skipped {
+                        report.skipped_invalid_device += 1;
+                        metrics.incr(Metric::Skipped);
+                    }
+                    metrics.incr(Metric::Materialized);
+                }
+                Some(Ok(false)) => {
+                    report.already_present += 1;
+                    metrics.incr(Metric::AlreadyMaterialized);
+                }
+                Some(Err(e)) => {
+                    report.write_errors += 1;
+                    metrics.incr(Metric::WriteErrors);
+                    warn!(pk = %item.key.pk, sk = %item.key.sk, error = %e, "occurrence not written");
+                }
+            }
+        }
+        metrics.count(Metric::NotWritten, report.not_written as u64);
+        info!(
+            from = %report.from, to = %report.to, definitions = report.definitions, occurrences = report.occurrences,
+            created = report.created, already_present = report.already_present, skipped = report.skipped_invalid_device,
+            invalid_definitions = report.invalid_definitions, write_errors = report.write_errors, not_written = report.not_written,
+            "scan finished"
+        );
+        Ok(report)
+    }
+
+    /// Validates each distinct device once; devices the registry could not answer for are
+    /// left out of the map.
+    async fn validate_devices(
+        &self,
+        wanted: &[(Definition, Timestamp)],
+        report: &mut ScanReport,
+        metrics: &Metrics,
+    ) -> BTreeMap<(TenantId, DeviceId), Validation> {
+        let devices: BTreeSet<(TenantId, DeviceId)> = wanted
+            .iter()
+            .map(|(d, _)| (d.tenant_id.clone(), d.device_id.clone()))
+            .collect();
+        report.devices_validated = devices.len();
+        let answers: Vec<_> = futures::stream::iter(devices)
+            .map(|(tenant, device)| async move {
+                let answer = self.validator.validate(&tenant, &device).await;
+                ((tenant, device), answer)
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        let mut out = BTreeMap::new();
+        for (ids, answer) in answers {
+            match answer {
+                Ok(v) => {
+                    out.insert(ids, v);
+                }
+                Err(e) => {
+                    report.validation_unavailable += 1;
+                    metrics.incr(Metric::ValidationUnavailable);
+                    warn!(tenant_id = %ids.0, device_id = %ids.1, error = %e, "device not pre-validated; the executor will validate it");
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,300 @@
+//! The scheduler run (every window, 5 minutes by default): PENDING occurrences due before
+//! `now + window + margin` → the execution queue with a per-message delay → QUEUED.
+//!
+//! Order of writes, and why: **lease, send, then mark QUEUED**.
+//! - Marking QUEUED before sending would strand the occurrence if the run died between the
+//!   two: QUEUED with no message, and nothing would ever look at it again.
+//! - Sending first means a crash after the send leaves the item PENDING with a message on
+//!   the queue; the next run sends it again, and the executor absorbs the duplicate (it
+//!   reads the item and leases it before sending a trigger). At worst a duplicate message,
+//!   never a lost occurrence.
+//! - The lease (a conditional write on a PENDING item) comes first so that two overlapping
+//!   runs never both send: the second sees the lease and leaves the item alone. A run that
+//!   dies holding a lease only delays the item until the lease runs out.
+
+use std::time::Duration;
+
+use backon::Retryable;
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::{AppError, ExecutionMessage, past};
+use crate::limits::{SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS};
+use crate::metrics::{Metric, Metrics};
+use crate::model::{ScheduleKey, Status, StatusChange, Timestamp};
+use crate::ports::{Clock, DispatchQueue, DueEntry, OutgoingMessage, ScheduleStore, query_due};
+use crate::retry::RetryPolicy;
+
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    /// Equal to the EventBridge rate of the scheduler (5 minutes).
+    pub window: Duration,
+    /// Extra look-ahead so a run that starts late still covers the whole next window.
+    pub margin: Duration,
+    /// How late an occurrence may still fire when its definition says nothing.
+    pub default_misfire_grace: Duration,
+    /// A QUEUED item older than this (past its time) is reported as stuck.
+    pub stuck_after: Duration,
+    pub page_size: u32,
+    /// How long a run's claim on an item lasts if the run dies.
+    pub lease: Duration,
+    pub status_retry: RetryPolicy,
+    pub deadline_margin: Duration,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self {
+            window: crate::limits::DEFAULT_SCHEDULE_WINDOW,
+            margin: Duration::from_secs(60),
+            default_misfire_grace: Duration::from_secs(3600),
+            stuck_after: Duration::from_secs(15 * 60),
+            page_size: 500,
+            lease: Duration::from_secs(120),
+            status_retry: RetryPolicy::new(
+                5,
+                Duration::from_millis(50),
+                Duration::from_secs(1),
+                0x5c4e,
+            ),
+            deadline_margin: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScheduleReport {
+    pub now: String,
+    pub due_before: String,
+    pub due: usize,
+    pub dispatched: usize,
+    pub missed: usize,
+    /// Taken by another run (or already moved on by the executor).
+    pub already_taken: usize,
+    pub dispatch_failed: usize,
+    /// Sent, but the QUEUED write found the item changed (the executor got there first,
+    /// or the definition was cancelled); the executor decides.
+    pub status_lost: usize,
+    pub status_errors: usize,
+    pub stuck_queued: usize,
+    /// Left for the next run because the deadline came first.
+    pub left_for_next_run: usize,
+}
+
+enum Prepared {
+    Send { entry: DueEntry, delay: Duration },
+    Missed,
+    Taken,
+    Error,
+}
+
+#[derive(Debug)]
+pub struct Scheduler<S, Q, C> {
+    pub store: S,
+    pub queue: Q,
+    pub clock: C,
+    pub settings: ScheduleSettings,
+}
+
+impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
+    /// One run. `run_id` names this run's leases (the Lambda request id).
+    pub async fn run(
+        &self,
+        run_id: &str,
+        deadline: Option<DateTime<Utc>>,
+        metrics: &Metrics,
+    ) -> Result<ScheduleReport, AppError> {
+        let started = self.clock.now();
+        let now = Timestamp::from_datetime(started);
+        let bound = now.plus(self.settings.window + self.settings.margin);
+        let mut report = ScheduleReport {
+            now: started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            due_before: bound.to_string(),
+            ..Default::default()
+        };
+        let due = query_due(&self.store, Status::Pending, bound, self.settings.page_size).await?;
+        report.due = due.len();
+
+        for (i, chunk) in due.chunks(SQS_MAX_BATCH).enumerate() {
+            if past(deadline, self.clock.now(), self.settings.deadline_margin) {
+                report.left_for_next_run = due.len() - i * SQS_MAX_BATCH;
+                warn!(
+                    left = report.left_for_next_run,
+                    "deadline near; leaving the rest for the next run"
+                );
+                break;
+            }
+            let prepared = join_all(chunk.iter().map(|e| self.prepare(e, run_id))).await;
+            let mut to_send = Vec::new();
+            for p in prepared {
+                match p {
+                    Prepared::Send { entry, delay } => to_send.push((entry, delay)),
+                    Prepared::Missed => report.missed += 1,
+                    Prepared::Taken => report.already_taken += 1,
+                    Prepared::Error => report.status_errors += 1,
+                }
+            }
+            if to_send.is_empty() {
+                continue;
+            }
+            let messages: Vec<OutgoingMessage> = to_send
+                .iter()
+                .map(|(e, delay)| OutgoingMessage {
+                    id: e.key.to_string(),
+                    body: ExecutionMessage::for_key(&e.key, e.scheduled_time).body(),
+                    delay: *delay,
+                })
+                .collect();
+            let sent = self.queue.send_batch(&messages).await?;
+            for (id, why) in &sent.failed {
+                report.dispatch_failed += 1;
+                metrics.incr(Metric::DispatchFailed);
+                warn!(key = %id, error = %why, "not sent to the execution queue; the next run retries");
+            }
+            let marks = to_send
+                .iter()
+                .filter(|(e, _)| sent.sent.contains(&e.key.to_string()))
+                .map(|(e, delay)| self.mark_queued(&e.key, e.scheduled_time, *delay));
+            for marked in join_all(marks).await {
+                match marked {
+                    Ok(true) => {
+                        report.dispatched += 1;
+                        metrics.incr(Metric::Dispatched);
+                    }
+                    Ok(false) => report.status_lost += 1,
+                    Err(_) => report.status_errors += 1,
+                }
+            }
+        }
+        metrics.count(Metric::Missed, report.missed as u64);
+        metrics.count(Metric::AlreadyTaken, report.already_taken as u64);
+        report.stuck_queued = self.report_stuck(now, metrics).await?;
+        info!(
+            due = report.due,
+            dispatched = report.dispatched,
+            missed = report.missed,
+            already_taken = report.already_taken,
+            dispatch_failed = report.dispatch_failed,
+            stuck_queued = report.stuck_queued,
+            left = report.left_for_next_run,
+            "schedule run finished"
+        );
+        Ok(report)
+    }
+
+    /// Decides one entry: too late (MISSED), taken by someone else, or ours to send.
+    async fn prepare(&self, entry: &DueEntry, run_id: &str) -> Prepared {
+        let now_precise = self.clock.now();
+        let now = Timestamp::from_datetime(now_precise);
+        if entry.scheduled_time < now {
+            // Overdue (skipped or failed runs): read its grace; rare in normal operation.
+            let item = match self.store.get(&entry.key).await {
+                Ok(Some(item)) if item.status == Status::Pending => item,
+                Ok(_) => return Prepared::Taken,
+                Err(e) => {
+                    warn!(key = %entry.key, error = %e, "could not read overdue occurrence");
+                    return Prepared::Error;
+                }
+            };
+            let grace = item
+                .misfire_grace
+                .unwrap_or(self.settings.default_misfire_grace);
+            let late = now.epoch_seconds() - entry.scheduled_time.epoch_seconds();
+            if late > grace.as_secs() as i64 {
+                let change =
+                    StatusChange::transition(Status::Pending, Status::Missed, now).map(|c| {
+                        c.with_error(format!(
+                            "found {late}s after it was due, past its misfire grace of {}s",
+                            grace.as_secs()
+                        ))
+                    });
+                return match change {
+                    Ok(c) => match self.store.change_status(&entry.key, &c).await {
+                        Ok(true) => {
+                            warn!(key = %entry.key, scheduled_time = %entry.scheduled_time, late_s = late, "occurrence missed");
+                            Prepared::Missed
+                        }
+                        Ok(false) => Prepared::Taken,
+                        Err(_) => Prepared::Error,
+                    },
+                    Err(_) => Prepared::Error,
+                };
+            }
+        }
+        match self
+            .store
+            .try_lease(
+                &entry.key,
+                Status::Pending,
+                run_id,
+                now.plus(self.settings.lease),
+                now,
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Prepared::Taken,
+            Err(e) => {
+                warn!(key = %entry.key, error = %e, "could not lease occurrence");
+                return Prepared::Error;
+            }
+        }
+        // Whole seconds, rounded down: SQS holds the message until at most 1 s before the
+        // step is due, and the executor waits out the rest, so the trigger leaves within
+        // milliseconds of its time and never before it.
+        let millis = (entry.scheduled_time.as_datetime() - now_precise)
+            .num_milliseconds()
+            .max(0) as u64;
+        let delay = Duration::from_secs((millis / 1000).min(u64::from(SQS_MAX_DELAY_SECONDS)));
+        Prepared::Send {
+            entry: entry.clone(),
+            delay,
+        }
+    }
+
+    async fn mark_queued(
+        &self,
+        key: &ScheduleKey,
+        scheduled_time: Timestamp,
+        delay: Duration,
+    ) -> Result<bool, ()> {
+        let now = Timestamp::from_datetime(self.clock.now());
+        let change =
+            StatusChange::transition(Status::Pending, Status::Queued, now).map_err(|_| ())?;
+        let write = || self.store.change_status(key, &change);
+        match write
+            .retry(self.settings.status_retry)
+            .when(|e| e.is_retryable())
+            .await
+        {
+            Ok(won) => {
+                if won {
+                    info!(pk = %key.pk, sk = %key.sk, scheduled_time = %scheduled_time, delay_s = delay.as_secs(), "dispatched");
+                }
+                Ok(won)
+            }
+            Err(e) => {
+                // The message is on its way; the executor moves the item on by itself.
+                warn!(pk = %key.pk, sk = %key.sk, error = %e, "sent, but the QUEUED write failed");
+                Err(())
+            }
+        }
+    }
+
+    async fn report_stuck(&self, now: Timestamp, metrics: &Metrics) -> Result<usize, AppError> {
+        let stuck = query_due(
+            &self.store,
+            Status::Queued,
+            now.minus(self.settings.stuck_after),
+            self.settings.page_size,
+        )
+        .await?;
+        for e in stuck.iter().take(20) {
+            warn!(pk = %e.key.pk, sk = %e.key.sk, scheduled_time = %e.scheduled_time, "QUEUED long past its time: check the execution DLQ");
+        }
+        metrics.count(Metric::StuckQueued, stuck.len() as u64);
+        Ok(stuck.len())
+    }
+}
