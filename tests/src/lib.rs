@@ -5,3 +5,4 @@
 
 pub mod backends;
 pub mod contract;
+pub mod fakes;

@@ -2,6 +2,21 @@
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// An error with its sources, `outer: inner: innermost`, for a log field or a record.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
+}
+
 /// Errors of the stores (schedule table, definitions table).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

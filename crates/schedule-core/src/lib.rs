@@ -13,6 +13,7 @@
 //! | [`validation_cache`] | the device-validation cache (positive and negative TTLs, one call per concurrent miss) |
 //! | [`metrics`] | CloudWatch embedded metric format |
 //! | [`retry`] | backoff policy (exponential, jittered, seeded) for retryable errors |
+//! | [`embedded`] | the whole flow in one process on the in-memory twin (`wfs demo`, fast tests) |
 //! | [`config`] | every setting read once from the environment into a typed struct |
 //! | [`error`] | one error enum per layer; each knows whether it is retryable |
 //! | [`limits`] | AWS limits and product constants, defined once |
@@ -22,6 +23,7 @@
 pub mod adapters;
 pub mod app;
 pub mod config;
+pub mod embedded;
 pub mod error;
 pub mod limits;
 pub mod logging;

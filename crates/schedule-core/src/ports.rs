@@ -274,3 +274,75 @@ impl<T: DeviceValidator + ?Sized> DeviceValidator for std::sync::Arc<T> {
         (**self).validate(tenant, device)
     }
 }
+
+impl<T: ScheduleStore + ?Sized> ScheduleStore for std::sync::Arc<T> {
+    fn status_shards(&self) -> u16 {
+        (**self).status_shards()
+    }
+
+    fn create_if_absent(
+        &self,
+        item: &ScheduleItem,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).create_if_absent(item)
+    }
+
+    fn get(
+        &self,
+        key: &ScheduleKey,
+    ) -> impl Future<Output = Result<Option<ScheduleItem>, StoreError>> + Send {
+        (**self).get(key)
+    }
+
+    fn change_status(
+        &self,
+        key: &ScheduleKey,
+        change: &StatusChange,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).change_status(key, change)
+    }
+
+    fn try_lease(
+        &self,
+        key: &ScheduleKey,
+        status: Status,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).try_lease(key, status, owner, until, now)
+    }
+
+    fn query_due_page(
+        &self,
+        shard: &StatusShard,
+        before: Timestamp,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> impl Future<Output = Result<Page<DueEntry>, StoreError>> + Send {
+        (**self).query_due_page(shard, before, limit, cursor)
+    }
+}
+
+impl<T: DefinitionSource + ?Sized> DefinitionSource for std::sync::Arc<T> {
+    fn scan_page(
+        &self,
+        segment: u32,
+        total_segments: u32,
+        cursor: Option<&Cursor>,
+    ) -> impl Future<Output = Result<Page<ScannedDefinition>, StoreError>> + Send {
+        (**self).scan_page(segment, total_segments, cursor)
+    }
+
+    fn get(
+        &self,
+        tenant: &TenantId,
+        step: &StepId,
+    ) -> impl Future<Output = Result<Option<ScannedDefinition>, StoreError>> + Send {
+        (**self).get(tenant, step)
+    }
+
+    fn put(&self, def: &Definition) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).put(def)
+    }
+}

@@ -92,6 +92,18 @@ impl<V: DeviceValidator + 'static> CachedValidator<V> {
         )
     }
 
+    /// Moves the hits and misses counted since the last call into `metrics`.
+    pub fn record_into(&self, metrics: &crate::metrics::Metrics) {
+        metrics.count(
+            crate::metrics::Metric::ValidationCacheHit,
+            self.stats.hits.swap(0, Ordering::Relaxed),
+        );
+        metrics.count(
+            crate::metrics::Metric::ValidationCacheMiss,
+            self.stats.misses.swap(0, Ordering::Relaxed),
+        );
+    }
+
     pub fn inner(&self) -> &V {
         &self.inner
     }

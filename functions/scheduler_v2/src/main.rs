@@ -1,1 +1,34 @@
-fn main() {}
+//! Wiring only: config, clients, the runtime loop.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use schedule_core::config::{Env, SchedulerConfig};
+use schedule_core::metrics::Metrics;
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    schedule_core::logging::init(true);
+    let config = SchedulerConfig::from_env(&Env::process())?;
+    let sdk = schedule_core::adapters::load_sdk_config().await;
+    let scheduler = scheduler_v2::build(&config, &sdk);
+    let metrics = Metrics::new("scheduler_v2");
+
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        let (scheduler, metrics) = (&scheduler, &metrics);
+        async move {
+            let deadline = chrono::DateTime::from_timestamp_millis(event.context.deadline as i64);
+            let result = scheduler
+                .run(&event.context.request_id, deadline, metrics)
+                .await;
+            metrics.flush(chrono::Utc::now().timestamp_millis());
+            match result {
+                Ok(report) => Ok::<_, Error>(serde_json::to_value(report)?),
+                Err(e) => {
+                    tracing::error!(error = %e, "schedule run failed");
+                    Err(e.into())
+                }
+            }
+        }
+    }))
+    .await
+}

@@ -30,6 +30,14 @@ impl ManualClock {
         *t += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
     }
 
+    /// Moves forward to `to`; never back (a sleeper may already have moved it further).
+    pub fn advance_to(&self, to: DateTime<Utc>) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if to > *t {
+            *t = to;
+        }
+    }
+
     pub fn set(&self, to: DateTime<Utc>) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = to;
     }

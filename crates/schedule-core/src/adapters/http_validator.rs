@@ -88,9 +88,19 @@ pub enum RegistryValidator {
 }
 
 impl RegistryValidator {
-    pub fn from_config(config: &crate::config::ValidationConfig) -> Result<Self, reqwest::Error> {
+    pub fn from_config(
+        config: &crate::config::ValidationConfig,
+    ) -> Result<Self, crate::error::ConfigError> {
         Ok(match &config.registry_url {
-            Some(url) => RegistryValidator::Http(HttpDeviceValidator::new(url, config.timeout)?),
+            Some(url) => {
+                RegistryValidator::Http(HttpDeviceValidator::new(url, config.timeout).map_err(
+                    |e| crate::error::ConfigError::Invalid {
+                        name: "DEVICE_REGISTRY_URL",
+                        value: url.clone(),
+                        reason: format!("no HTTP client for it: {e}"),
+                    },
+                )?)
+            }
             None => RegistryValidator::AllowAll(AllowAll),
         })
     }

@@ -561,3 +561,42 @@ impl ActionSink for InMemoryQueue {
         .map(|_| ())
     }
 }
+
+/// A device registry in memory: every device is active unless marked otherwise; counts
+/// its calls, like a registry's access log would.
+#[derive(Debug, Default)]
+pub struct InMemoryDeviceRegistry {
+    inactive: Mutex<std::collections::HashSet<(String, String)>>,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl InMemoryDeviceRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn deactivate(&self, tenant: &TenantId, device: &crate::model::DeviceId) {
+        lock(&self.inactive).insert((tenant.to_string(), device.to_string()));
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl crate::ports::DeviceValidator for InMemoryDeviceRegistry {
+    async fn validate(
+        &self,
+        tenant: &TenantId,
+        device: &crate::model::DeviceId,
+    ) -> Result<crate::model::Validation, crate::error::ValidationError> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let inactive = lock(&self.inactive).contains(&(tenant.to_string(), device.to_string()));
+        Ok(if inactive {
+            crate::model::Validation::Invalid
+        } else {
+            crate::model::Validation::Valid
+        })
+    }
+}

@@ -152,7 +152,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             .retry(self.settings.status_retry)
             .when(|e| e.is_retryable())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::error::chain(&e))
     }
 
     fn now(&self) -> Timestamp {
@@ -169,7 +169,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             }
             Err(e) => {
                 return Outcome::Retry {
-                    reason: e.to_string(),
+                    reason: crate::error::chain(&e),
                 };
             }
         };
@@ -242,7 +242,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             }
             Err(e) => {
                 return Outcome::Retry {
-                    reason: e.to_string(),
+                    reason: crate::error::chain(&e),
                 };
             }
         }
@@ -296,7 +296,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             }
             Err(e) => {
                 return Outcome::Retry {
-                    reason: e.to_string(),
+                    reason: crate::error::chain(&e),
                 };
             }
         }
@@ -361,7 +361,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
                 Ok(()) => break Ok(trigger),
                 Err(e) => {
                     failures += 1;
-                    warn!(execution_id = %item.execution_id(), attempt = trigger.attempt, error = %e, retryable = e.is_retryable(), "trigger send failed");
+                    warn!(execution_id = %item.execution_id(), attempt = trigger.attempt, error = %crate::error::chain(&e), retryable = e.is_retryable(), "trigger send failed");
                     if !e.is_retryable() {
                         break Err(e);
                     }
@@ -411,7 +411,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
                 }
             }
             Err(e) => {
-                let reason = e.to_string();
+                let reason = crate::error::chain(&e);
                 let last =
                     !e.is_retryable() || msg.receive_count >= self.settings.max_receive_count;
                 let change = if last {

@@ -258,7 +258,7 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
                 Some(Err(e)) => {
                     report.write_errors += 1;
                     metrics.incr(Metric::WriteErrors);
-                    warn!(pk = %item.key.pk, sk = %item.key.sk, error = %e, "occurrence not written");
+                    warn!(pk = %item.key.pk, sk = %item.key.sk, error = %crate::error::chain(&e), "occurrence not written");
                 }
             }
         }
@@ -272,40 +272,43 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         Ok(report)
     }
 
-    /// Validates each distinct device once; devices the registry could not answer for are
-    /// left out of the map.
+    /// Validates the device of every occurrence through the (cached) validator: one
+    /// registry call per distinct device, the rest are cache hits. Devices the registry
+    /// could not answer for are left out of the map.
     async fn validate_devices(
         &self,
         wanted: &[(Definition, Timestamp)],
         report: &mut ScanReport,
         metrics: &Metrics,
     ) -> BTreeMap<(TenantId, DeviceId), Validation> {
-        let devices: BTreeSet<(TenantId, DeviceId)> = wanted
-            .iter()
-            .map(|(d, _)| (d.tenant_id.clone(), d.device_id.clone()))
-            .collect();
-        report.devices_validated = devices.len();
-        let answers: Vec<_> = futures::stream::iter(devices)
-            .map(|(tenant, device)| async move {
-                let answer = self.validator.validate(&tenant, &device).await;
-                ((tenant, device), answer)
+        let answers: Vec<_> = futures::stream::iter(wanted)
+            .map(|(def, _)| async move {
+                let answer = self
+                    .validator
+                    .validate(&def.tenant_id, &def.device_id)
+                    .await;
+                ((def.tenant_id.clone(), def.device_id.clone()), answer)
             })
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
         let mut out = BTreeMap::new();
+        let mut unavailable = BTreeSet::new();
         for (ids, answer) in answers {
             match answer {
                 Ok(v) => {
                     out.insert(ids, v);
                 }
                 Err(e) => {
-                    report.validation_unavailable += 1;
-                    metrics.incr(Metric::ValidationUnavailable);
-                    warn!(tenant_id = %ids.0, device_id = %ids.1, error = %e, "device not pre-validated; the executor will validate it");
+                    if unavailable.insert(ids.clone()) {
+                        warn!(tenant_id = %ids.0, device_id = %ids.1, error = %crate::error::chain(&e), "device not pre-validated; the executor will validate it");
+                    }
                 }
             }
         }
+        report.devices_validated = out.len();
+        report.validation_unavailable = unavailable.len();
+        metrics.count(Metric::ValidationUnavailable, unavailable.len() as u64);
         out
     }
 }

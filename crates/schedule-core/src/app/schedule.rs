@@ -194,7 +194,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
                 Ok(Some(item)) if item.status == Status::Pending => item,
                 Ok(_) => return Prepared::Taken,
                 Err(e) => {
-                    warn!(key = %entry.key, error = %e, "could not read overdue occurrence");
+                    warn!(key = %entry.key, error = %crate::error::chain(&e), "could not read overdue occurrence");
                     return Prepared::Error;
                 }
             };
@@ -237,7 +237,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
             Ok(true) => {}
             Ok(false) => return Prepared::Taken,
             Err(e) => {
-                warn!(key = %entry.key, error = %e, "could not lease occurrence");
+                warn!(key = %entry.key, error = %crate::error::chain(&e), "could not lease occurrence");
                 return Prepared::Error;
             }
         }
@@ -277,7 +277,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
             }
             Err(e) => {
                 // The message is on its way; the executor moves the item on by itself.
-                warn!(pk = %key.pk, sk = %key.sk, error = %e, "sent, but the QUEUED write failed");
+                warn!(pk = %key.pk, sk = %key.sk, error = %crate::error::chain(&e), "sent, but the QUEUED write failed");
                 Err(())
             }
         }

@@ -1,0 +1,143 @@
+//! `daily_scanner_v2`: the Lambda edge of the daily scan. The event is either the daily
+//! EventBridge schedule (any payload without a range) or a backfill request:
+//! `{"from": "2026-11-26T00:00:00Z", "to": "2026-11-27T00:00:00Z", "tenant_id": "acme"}`.
+
+use chrono::{DateTime, Utc};
+use schedule_core::adapters::clock::SystemClock;
+use schedule_core::adapters::dynamo::{DynamoDefinitionSource, DynamoScheduleStore};
+use schedule_core::adapters::http_validator::RegistryValidator;
+use schedule_core::app::AppError;
+use schedule_core::app::scan::{ScanReport, ScanRequest, ScanSettings, Scanner};
+use schedule_core::config::ScannerConfig;
+use schedule_core::error::ConfigError;
+use schedule_core::metrics::Metrics;
+use schedule_core::model::{TenantId, Timestamp};
+use schedule_core::ports::{Clock, DefinitionSource, DeviceValidator, ScheduleStore};
+use schedule_core::validation_cache::CachedValidator;
+use serde_json::Value;
+
+pub type AwsScanner = Scanner<
+    DynamoDefinitionSource,
+    DynamoScheduleStore,
+    CachedValidator<RegistryValidator>,
+    SystemClock,
+>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanFailure {
+    #[error("invalid scan request: field {field} = {value}: {reason}")]
+    BadEvent {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// Nothing is lost — the run is idempotent — but the window is not fully written; the
+    /// invocation fails so EventBridge retries it.
+    #[error("scan incomplete: {} write errors, {} occurrences not written before the deadline", .0.write_errors, .0.not_written)]
+    Incomplete(Box<ScanReport>),
+}
+
+pub fn build(
+    config: &ScannerConfig,
+    sdk: &aws_config::SdkConfig,
+) -> Result<AwsScanner, ConfigError> {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    Ok(Scanner {
+        definitions: DynamoDefinitionSource::new(dynamo.clone(), &config.definitions_table),
+        store: DynamoScheduleStore::new(
+            dynamo,
+            &config.store.schedule_table,
+            config.store.status_shards,
+        ),
+        validator: CachedValidator::new(
+            RegistryValidator::from_config(&config.validation)?,
+            config.validation.cache,
+        ),
+        clock: SystemClock,
+        settings: config.scan.clone(),
+    })
+}
+
+/// Reads the event: a range means backfill, anything else the daily run from now.
+pub fn request_from_event(
+    event: &Value,
+    now: Timestamp,
+    settings: &ScanSettings,
+) -> Result<ScanRequest, ScanFailure> {
+    let field = |name: &'static str| -> Result<Option<&str>, ScanFailure> {
+        match event.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(ScanFailure::BadEvent {
+                field: name,
+                value: other.to_string(),
+                reason: "must be a string".into(),
+            }),
+        }
+    };
+    let time = |name: &'static str, raw: &str| {
+        Timestamp::parse(raw).map_err(|e| ScanFailure::BadEvent {
+            field: name,
+            value: format!("{raw:?}"),
+            reason: e.reason,
+        })
+    };
+    let tenant = field("tenant_id")?
+        .map(|t| {
+            TenantId::parse(t).map_err(|e| ScanFailure::BadEvent {
+                field: "tenant_id",
+                value: format!("{t:?}"),
+                reason: e.reason.into(),
+            })
+        })
+        .transpose()?;
+    match (field("from")?, field("to")?) {
+        (None, None) if tenant.is_none() => Ok(ScanRequest::daily(now, settings)),
+        (Some(from), Some(to)) => Ok(ScanRequest::backfill(
+            time("from", from)?,
+            time("to", to)?,
+            tenant,
+            settings,
+        )?),
+        (None, None) => Err(ScanFailure::BadEvent {
+            field: "from",
+            value: "<missing>".into(),
+            reason: "a tenant_id needs a range: from and to".into(),
+        }),
+        (Some(_), None) => Err(ScanFailure::BadEvent {
+            field: "to",
+            value: "<missing>".into(),
+            reason: "a backfill needs both from and to".into(),
+        }),
+        (None, Some(_)) => Err(ScanFailure::BadEvent {
+            field: "from",
+            value: "<missing>".into(),
+            reason: "a backfill needs both from and to".into(),
+        }),
+    }
+}
+
+/// The handler: one scan, its metrics flushed, its report returned.
+pub async fn handle<D, S, V, C>(
+    scanner: &Scanner<D, S, V, C>,
+    event: &Value,
+    deadline: Option<DateTime<Utc>>,
+    metrics: &Metrics,
+) -> Result<ScanReport, ScanFailure>
+where
+    D: DefinitionSource,
+    S: ScheduleStore,
+    V: DeviceValidator,
+    C: Clock,
+{
+    let now = Timestamp::from_datetime(scanner.clock.now());
+    let request = request_from_event(event, now, &scanner.settings)?;
+    let report = scanner.run(&request, deadline, metrics).await?;
+    if report.is_complete() {
+        Ok(report)
+    } else {
+        Err(ScanFailure::Incomplete(Box::new(report)))
+    }
+}

@@ -1,0 +1,86 @@
+//! `executor_v2`: the Lambda edge of the executor. An SQS batch (up to 10) is handled
+//! message by message, concurrently, one span each; the response lists the messages to
+//! be delivered again (`batchItemFailures`), so one bad message never fails the batch.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use futures::future::join_all;
+use schedule_core::adapters::clock::SystemClock;
+use schedule_core::adapters::dynamo::DynamoScheduleStore;
+use schedule_core::adapters::http_validator::RegistryValidator;
+use schedule_core::adapters::sqs::SqsActionSink;
+use schedule_core::app::execute::{Executor, Incoming, Outcome};
+use schedule_core::config::ExecutorConfig;
+use schedule_core::error::ConfigError;
+use schedule_core::metrics::Metrics;
+use schedule_core::ports::{ActionSink, Clock, DeviceValidator, ScheduleStore};
+use schedule_core::validation_cache::CachedValidator;
+use tracing::Instrument;
+
+pub type AwsExecutor =
+    Executor<DynamoScheduleStore, SqsActionSink, CachedValidator<RegistryValidator>, SystemClock>;
+
+pub fn build(
+    config: &ExecutorConfig,
+    sdk: &aws_config::SdkConfig,
+) -> Result<AwsExecutor, ConfigError> {
+    Ok(Executor {
+        store: DynamoScheduleStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            &config.store.schedule_table,
+            config.store.status_shards,
+        ),
+        sink: SqsActionSink::new(
+            aws_sdk_sqs::Client::new(sdk),
+            &config.action_trigger_queue_url,
+        ),
+        validator: CachedValidator::new(
+            RegistryValidator::from_config(&config.validation)?,
+            config.validation.cache,
+        ),
+        clock: SystemClock,
+        settings: config.execute.clone(),
+    })
+}
+
+/// Handles a batch; returns the response and each message's outcome (for tests and logs).
+pub async fn handle<S, A, V, C>(
+    executor: &Executor<S, A, V, C>,
+    event: &SqsEvent,
+    metrics: &Metrics,
+) -> (SqsBatchResponse, Vec<(String, Outcome)>)
+where
+    S: ScheduleStore,
+    A: ActionSink,
+    V: DeviceValidator,
+    C: Clock,
+{
+    let handled = event.records.iter().map(|record| {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("message", message_id = %message_id);
+        async move {
+            let receive_count = record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            let incoming = Incoming {
+                message_id: &message_id,
+                body: record.body.as_deref().unwrap_or(""),
+                receive_count,
+            };
+            let outcome = executor.handle(incoming, metrics).await;
+            (message_id, outcome)
+        }
+        .instrument(span)
+    });
+    let outcomes = join_all(handled).await;
+    let mut response = SqsBatchResponse::default();
+    for (id, outcome) in &outcomes {
+        if !outcome.acknowledge() {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id.clone();
+            response.batch_item_failures.push(failure);
+        }
+    }
+    (response, outcomes)
+}
