@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod aws_world;
 pub mod backends;
 pub mod contract;
 pub mod fakes;

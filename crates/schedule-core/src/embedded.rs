@@ -185,6 +185,7 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
             let handled = join_all(batch.iter().map(|m| async move {
                 let incoming = Incoming {
                     message_id: &m.message_id,
+                    delivery_id: &m.receipt_handle,
                     body: &m.body,
                     receive_count: m.receive_count,
                 };

@@ -63,8 +63,11 @@ where
                 .get("ApproximateReceiveCount")
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1);
+            // The receipt handle names this delivery; without one, the message id does.
+            let delivery_id = record.receipt_handle.as_deref().unwrap_or(&message_id);
             let incoming = Incoming {
                 message_id: &message_id,
+                delivery_id,
                 body: record.body.as_deref().unwrap_or(""),
                 receive_count,
             };

@@ -61,6 +61,9 @@ impl Default for ExecuteSettings {
 #[derive(Debug, Clone, Copy)]
 pub struct Incoming<'a> {
     pub message_id: &'a str,
+    /// Names this delivery (the receipt handle): two deliveries of one message at once
+    /// carry the same message id, and must not share a lease.
+    pub delivery_id: &'a str,
     pub body: &'a str,
     /// `ApproximateReceiveCount`, 1 on the first delivery.
     pub receive_count: u32,
@@ -203,16 +206,12 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             _ => {}
         }
 
-        // Never early: hold the last moment before the step is due; far too early goes back.
+        // A message far too early goes back (SQS delays make this rare).
         let until_due = (item.scheduled_time.as_datetime() - self.clock.now()).num_milliseconds();
-        if until_due > 0 {
-            let wait = Duration::from_millis(until_due as u64);
-            if wait > self.settings.early_wait_limit {
-                return Outcome::Retry {
-                    reason: format!("arrived {}ms before it is due", until_due),
-                };
-            }
-            self.clock.sleep(wait).await;
+        if until_due > self.settings.early_wait_limit.as_millis() as i64 {
+            return Outcome::Retry {
+                reason: format!("arrived {until_due}ms before it is due"),
+            };
         }
 
         let now = self.now();
@@ -221,7 +220,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             .try_lease(
                 key,
                 Status::Queued,
-                msg.message_id,
+                msg.delivery_id,
                 now.plus(self.settings.lease),
                 now,
             )
@@ -301,6 +300,14 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             }
         }
 
+        // Never early: the reads and writes above ran ahead of time; hold the last moment
+        // before the step is due, then send at once.
+        let until_due = (item.scheduled_time.as_datetime() - self.clock.now()).num_milliseconds();
+        if until_due > 0 {
+            self.clock
+                .sleep(Duration::from_millis(until_due as u64))
+                .await;
+        }
         self.send(key, &item, msg, metrics).await
     }
 

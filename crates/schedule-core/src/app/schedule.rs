@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use backon::Retryable;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use futures::future::join_all;
 use serde::Serialize;
 use tracing::{info, warn};
@@ -38,6 +39,8 @@ pub struct ScheduleSettings {
     /// A QUEUED item older than this (past its time) is reported as stuck.
     pub stuck_after: Duration,
     pub page_size: u32,
+    /// Send batches in flight at once.
+    pub batches_in_flight: usize,
     /// How long a run's claim on an item lasts if the run dies.
     pub lease: Duration,
     pub status_retry: RetryPolicy,
@@ -52,6 +55,7 @@ impl Default for ScheduleSettings {
             default_misfire_grace: Duration::from_secs(3600),
             stuck_after: Duration::from_secs(15 * 60),
             page_size: 500,
+            batches_in_flight: 4,
             lease: Duration::from_secs(120),
             status_retry: RetryPolicy::new(
                 5,
@@ -83,8 +87,28 @@ pub struct ScheduleReport {
     pub left_for_next_run: usize,
 }
 
+/// The `DelaySeconds` of a step due at `due`, sent at `now`: whole seconds, rounded
+/// down, so SQS releases the message at most 1 s before the step is due; the executor
+/// waits out the rest, so the trigger leaves within milliseconds of its time and never
+/// before it. (Rounding up would be simpler and up to a second late.)
+pub fn delay_until(now: DateTime<Utc>, due: Timestamp) -> Duration {
+    let millis = (due.as_datetime() - now).num_milliseconds().max(0) as u64;
+    Duration::from_secs((millis / 1000).min(u64::from(SQS_MAX_DELAY_SECONDS)))
+}
+
+#[derive(Debug, Default)]
+struct BatchReport {
+    dispatched: usize,
+    missed: usize,
+    already_taken: usize,
+    dispatch_failed: usize,
+    status_lost: usize,
+    status_errors: usize,
+    left: usize,
+}
+
 enum Prepared {
-    Send { entry: DueEntry, delay: Duration },
+    Send { entry: DueEntry },
     Missed,
     Taken,
     Error,
@@ -117,56 +141,29 @@ impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
         let due = query_due(&self.store, Status::Pending, bound, self.settings.page_size).await?;
         report.due = due.len();
 
-        for (i, chunk) in due.chunks(SQS_MAX_BATCH).enumerate() {
-            if past(deadline, self.clock.now(), self.settings.deadline_margin) {
-                report.left_for_next_run = due.len() - i * SQS_MAX_BATCH;
-                warn!(
-                    left = report.left_for_next_run,
-                    "deadline near; leaving the rest for the next run"
-                );
-                break;
-            }
-            let prepared = join_all(chunk.iter().map(|e| self.prepare(e, run_id))).await;
-            let mut to_send = Vec::new();
-            for p in prepared {
-                match p {
-                    Prepared::Send { entry, delay } => to_send.push((entry, delay)),
-                    Prepared::Missed => report.missed += 1,
-                    Prepared::Taken => report.already_taken += 1,
-                    Prepared::Error => report.status_errors += 1,
-                }
-            }
-            if to_send.is_empty() {
-                continue;
-            }
-            let messages: Vec<OutgoingMessage> = to_send
-                .iter()
-                .map(|(e, delay)| OutgoingMessage {
-                    id: e.key.to_string(),
-                    body: ExecutionMessage::for_key(&e.key, e.scheduled_time).body(),
-                    delay: *delay,
-                })
-                .collect();
-            let sent = self.queue.send_batch(&messages).await?;
-            for (id, why) in &sent.failed {
-                report.dispatch_failed += 1;
-                metrics.incr(Metric::DispatchFailed);
-                warn!(key = %id, error = %why, "not sent to the execution queue; the next run retries");
-            }
-            let marks = to_send
-                .iter()
-                .filter(|(e, _)| sent.sent.contains(&e.key.to_string()))
-                .map(|(e, delay)| self.mark_queued(&e.key, e.scheduled_time, *delay));
-            for marked in join_all(marks).await {
-                match marked {
-                    Ok(true) => {
-                        report.dispatched += 1;
-                        metrics.incr(Metric::Dispatched);
-                    }
-                    Ok(false) => report.status_lost += 1,
-                    Err(_) => report.status_errors += 1,
-                }
-            }
+        // Batches of 10 (one SendMessageBatch each), a few in flight at once; each batch
+        // checks the deadline before it starts.
+        let batches: Vec<BatchReport> = futures::stream::iter(due.chunks(SQS_MAX_BATCH))
+            .map(|chunk| self.dispatch_batch(chunk, run_id, deadline, metrics))
+            .buffered(self.settings.batches_in_flight.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        for b in batches {
+            report.dispatched += b.dispatched;
+            report.missed += b.missed;
+            report.already_taken += b.already_taken;
+            report.dispatch_failed += b.dispatch_failed;
+            report.status_lost += b.status_lost;
+            report.status_errors += b.status_errors;
+            report.left_for_next_run += b.left;
+        }
+        if report.left_for_next_run > 0 {
+            warn!(
+                left = report.left_for_next_run,
+                "deadline near; left the rest for the next run"
+            );
         }
         metrics.count(Metric::Missed, report.missed as u64);
         metrics.count(Metric::AlreadyTaken, report.already_taken as u64);
@@ -184,10 +181,75 @@ impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
         Ok(report)
     }
 
+    /// One batch: decide each entry, send the ones to send, mark them QUEUED.
+    async fn dispatch_batch(
+        &self,
+        chunk: &[DueEntry],
+        run_id: &str,
+        deadline: Option<DateTime<Utc>>,
+        metrics: &Metrics,
+    ) -> Result<BatchReport, AppError> {
+        let mut report = BatchReport::default();
+        if past(deadline, self.clock.now(), self.settings.deadline_margin) {
+            report.left = chunk.len();
+            return Ok(report);
+        }
+        let prepared = join_all(chunk.iter().map(|e| self.prepare(e, run_id))).await;
+        let mut to_send = Vec::new();
+        for p in prepared {
+            match p {
+                Prepared::Send { entry } => to_send.push(entry),
+                Prepared::Missed => report.missed += 1,
+                Prepared::Taken => report.already_taken += 1,
+                Prepared::Error => report.status_errors += 1,
+            }
+        }
+        if to_send.is_empty() {
+            return Ok(report);
+        }
+        // Delays are taken right before the send so the time spent on leases is not added.
+        let now = self.clock.now();
+        let to_send: Vec<(DueEntry, Duration)> = to_send
+            .into_iter()
+            .map(|e| {
+                let delay = delay_until(now, e.scheduled_time);
+                (e, delay)
+            })
+            .collect();
+        let messages: Vec<OutgoingMessage> = to_send
+            .iter()
+            .map(|(e, delay)| OutgoingMessage {
+                id: e.key.to_string(),
+                body: ExecutionMessage::for_key(&e.key, e.scheduled_time).body(),
+                delay: *delay,
+            })
+            .collect();
+        let sent = self.queue.send_batch(&messages).await?;
+        for (id, why) in &sent.failed {
+            report.dispatch_failed += 1;
+            metrics.incr(Metric::DispatchFailed);
+            warn!(key = %id, error = %why, "not sent to the execution queue; the next run retries");
+        }
+        let marks = to_send
+            .iter()
+            .filter(|(e, _)| sent.sent.contains(&e.key.to_string()))
+            .map(|(e, delay)| self.mark_queued(&e.key, e.scheduled_time, *delay));
+        for marked in join_all(marks).await {
+            match marked {
+                Ok(true) => {
+                    report.dispatched += 1;
+                    metrics.incr(Metric::Dispatched);
+                }
+                Ok(false) => report.status_lost += 1,
+                Err(()) => report.status_errors += 1,
+            }
+        }
+        Ok(report)
+    }
+
     /// Decides one entry: too late (MISSED), taken by someone else, or ours to send.
     async fn prepare(&self, entry: &DueEntry, run_id: &str) -> Prepared {
-        let now_precise = self.clock.now();
-        let now = Timestamp::from_datetime(now_precise);
+        let now = Timestamp::from_datetime(self.clock.now());
         if entry.scheduled_time < now {
             // Overdue (skipped or failed runs): read its grace; rare in normal operation.
             let item = match self.store.get(&entry.key).await {
@@ -241,16 +303,8 @@ impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
                 return Prepared::Error;
             }
         }
-        // Whole seconds, rounded down: SQS holds the message until at most 1 s before the
-        // step is due, and the executor waits out the rest, so the trigger leaves within
-        // milliseconds of its time and never before it.
-        let millis = (entry.scheduled_time.as_datetime() - now_precise)
-            .num_milliseconds()
-            .max(0) as u64;
-        let delay = Duration::from_secs((millis / 1000).min(u64::from(SQS_MAX_DELAY_SECONDS)));
         Prepared::Send {
             entry: entry.clone(),
-            delay,
         }
     }
 
