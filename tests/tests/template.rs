@@ -206,3 +206,29 @@ fn functions_are_built_by_cargo_lambda_for_arm64() {
         );
     }
 }
+
+/// Every variable a function's config requires is set on that function (or globally).
+#[test]
+fn each_function_gets_the_variables_its_config_requires() {
+    use schedule_core::config::{ExecutorConfig, ScannerConfig, SchedulerConfig};
+    let t = template();
+    let globals = t["Globals"]["Function"]["Environment"]["Variables"]
+        .as_mapping()
+        .unwrap();
+    for (resource, required) in [
+        ("DailyScannerFunction", ScannerConfig::REQUIRED),
+        ("SchedulerFunction", SchedulerConfig::REQUIRED),
+        ("ExecutorFunction", ExecutorConfig::REQUIRED),
+    ] {
+        let own = t["Resources"][resource]["Properties"]["Environment"]["Variables"]
+            .as_mapping()
+            .unwrap();
+        for name in required {
+            let key = Value::String((*name).to_owned());
+            assert!(
+                own.contains_key(&key) || globals.contains_key(&key),
+                "{resource} does not set {name}"
+            );
+        }
+    }
+}

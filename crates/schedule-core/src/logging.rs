@@ -4,9 +4,11 @@
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls do nothing. `json = false` gives
-/// compact human-readable lines for the CLI.
-pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// compact human-readable lines for the CLI. `default_level` applies when `RUST_LOG` is
+/// unset.
+pub fn init(json: bool, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

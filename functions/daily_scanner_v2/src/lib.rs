@@ -141,3 +141,72 @@ where
         Err(ScanFailure::Incomplete(Box::new(report)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(name: &str) -> Value {
+        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_sample_events_read_as_a_daily_run_and_a_backfill() {
+        let now = Timestamp::parse("2026-11-26T00:00:03Z").unwrap();
+        let settings = ScanSettings::default();
+        let daily = request_from_event(&event("daily_scanner_v2.json"), now, &settings).unwrap();
+        assert_eq!((daily.window.from, daily.tenant), (now, None));
+        assert_eq!(
+            daily.window.to.to_string(),
+            "2026-11-27T01:00:03Z",
+            "24 h plus the 1 h overlap"
+        );
+        let backfill =
+            request_from_event(&event("daily_scanner_v2_backfill.json"), now, &settings).unwrap();
+        assert_eq!(backfill.window.from.to_string(), "2026-11-26T00:00:00Z");
+        assert_eq!(backfill.tenant.unwrap().as_str(), "acme");
+    }
+
+    #[test]
+    fn bad_events_name_the_field_and_value() {
+        let now = Timestamp::parse("2026-11-26T00:00:00Z").unwrap();
+        let settings = ScanSettings::default();
+        let cases = [
+            (
+                json!({"from": "2026-11-26", "to": "2026-11-27T00:00:00Z"}),
+                "from",
+                "2026-11-26",
+            ),
+            (json!({"from": "2026-11-26T00:00:00Z"}), "to", "<missing>"),
+            (json!({"tenant_id": "acme"}), "from", "<missing>"),
+            (
+                json!({"from": "2026-11-26T00:00:00Z", "to": "2026-11-27T00:00:00Z", "tenant_id": "a#b"}),
+                "tenant_id",
+                "a#b",
+            ),
+            (json!({"from": 5, "to": "x"}), "from", "5"),
+        ];
+        for (event, field, value) in cases {
+            let err = request_from_event(&event, now, &settings)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field) && err.contains(value), "{event}: {err}");
+        }
+        let reversed = json!({"from": "2026-11-27T00:00:00Z", "to": "2026-11-26T00:00:00Z"});
+        assert!(
+            request_from_event(&reversed, now, &settings)
+                .unwrap_err()
+                .to_string()
+                .contains("before")
+        );
+        let too_long = json!({"from": "2026-01-01T00:00:00Z", "to": "2026-11-26T00:00:00Z"});
+        assert!(
+            request_from_event(&too_long, now, &settings)
+                .unwrap_err()
+                .to_string()
+                .contains("31 days")
+        );
+    }
+}

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    schedule_core::logging::init(true);
+    schedule_core::logging::init(true, "info");
     let config = ScannerConfig::from_env(&Env::process())?;
     let sdk = schedule_core::adapters::load_sdk_config().await;
     let scanner = daily_scanner_v2::build(&config, &sdk)?;

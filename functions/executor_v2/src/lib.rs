@@ -87,3 +87,43 @@ where
     }
     (response, outcomes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schedule_core::embedded::{Embedded, EmbeddedSettings};
+
+    #[tokio::test]
+    async fn the_sample_event_gets_a_partial_batch_response() {
+        let path = format!(
+            "{}/../../events/executor_v2.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let event: SqsEvent =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let world = Embedded::new(
+            "2026-11-26T10:30:00Z".parse().unwrap(),
+            EmbeddedSettings::default(),
+        );
+        let (response, outcomes) = handle(&world.executor, &event, &world.metrics).await;
+        // The first names an occurrence this (empty) store does not have: dropped.
+        // The second is not an execution message: reported, so SQS redelivers it and
+        // finally moves it to the DLQ.
+        assert!(matches!(outcomes[0].1, Outcome::Orphan), "{outcomes:?}");
+        assert!(
+            matches!(outcomes[1].1, Outcome::Malformed { .. }),
+            "{outcomes:?}"
+        );
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, vec!["2e1424d4-f796-459a-8184-9c92662be6da"]);
+        let body = serde_json::to_value(&response).unwrap();
+        assert_eq!(
+            body["batchItemFailures"][0]["itemIdentifier"],
+            "2e1424d4-f796-459a-8184-9c92662be6da"
+        );
+    }
+}

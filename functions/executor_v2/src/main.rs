@@ -7,7 +7,7 @@ use schedule_core::metrics::Metrics;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    schedule_core::logging::init(true);
+    schedule_core::logging::init(true, "info");
     let config = ExecutorConfig::from_env(&Env::process())?;
     let sdk = schedule_core::adapters::load_sdk_config().await;
     let executor = executor_v2::build(&config, &sdk)?;

@@ -21,3 +21,36 @@ pub fn build(config: &SchedulerConfig, sdk: &aws_config::SdkConfig) -> AwsSchedu
         settings: config.schedule.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use schedule_core::embedded::{Embedded, EmbeddedSettings};
+    use schedule_core::metrics::Metric;
+
+    #[tokio::test]
+    async fn a_run_on_an_empty_table_reports_nothing_due() {
+        // The sample event carries nothing the run reads; it must still be valid JSON.
+        let path = format!(
+            "{}/../../events/scheduler_v2.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let event: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(event["detail-type"], "Scheduled Event");
+        let world = Embedded::new(
+            "2026-11-26T10:25:00Z".parse().unwrap(),
+            EmbeddedSettings::default(),
+        );
+        let report = world
+            .scheduler
+            .run("request-1", None, &world.metrics)
+            .await
+            .unwrap();
+        assert_eq!((report.due, report.dispatched), (0, 0));
+        assert_eq!(
+            report.due_before, "2026-11-26T10:31:00Z",
+            "window 5 min + margin 1 min"
+        );
+        assert_eq!(world.metrics.get(Metric::Dispatched), 0);
+    }
+}

@@ -302,12 +302,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
 
         // Never early: the reads and writes above ran ahead of time; hold the last moment
         // before the step is due, then send at once.
-        let until_due = (item.scheduled_time.as_datetime() - self.clock.now()).num_milliseconds();
-        if until_due > 0 {
-            self.clock
-                .sleep(Duration::from_millis(until_due as u64))
-                .await;
-        }
+        self.wait_until(item.scheduled_time).await;
         self.send(key, &item, msg, metrics).await
     }
 
@@ -345,6 +340,17 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
                 outcome
             }
             Err(e) => Outcome::Retry { reason: e },
+        }
+    }
+
+    /// Returns once the clock reads `due` or later (to the nanosecond).
+    async fn wait_until(&self, due: Timestamp) {
+        loop {
+            let left = due.as_datetime() - self.clock.now();
+            match left.to_std() {
+                Ok(wait) if !wait.is_zero() => self.clock.sleep(wait).await,
+                _ => return,
+            }
         }
     }
 

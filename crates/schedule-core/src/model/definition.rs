@@ -441,7 +441,8 @@ fn short(v: &Value) -> String {
     s
 }
 
-fn span_string(d: &Duration) -> String {
+/// A span as `parse_span` reads it: `15m`, `2h`, `1d`, `90s`.
+pub fn format_span(d: &Duration) -> String {
     let s = d.as_secs();
     match s {
         _ if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
@@ -452,12 +453,12 @@ fn span_string(d: &Duration) -> String {
 }
 
 fn ser_span<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&span_string(d))
+    s.serialize_str(&format_span(d))
 }
 
 fn ser_opt_span<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
-        Some(d) => s.serialize_str(&span_string(d)),
+        Some(d) => s.serialize_str(&format_span(d)),
         None => s.serialize_none(),
     }
 }

@@ -11,7 +11,7 @@ mod trigger;
 
 pub use definition::{
     Definition, DefinitionError, MissingTimePolicy, RepeatedTimePolicy, Schedule, ScheduleSpec,
-    parse_span,
+    format_span, parse_span,
 };
 pub use ids::{DeviceId, IdError, StepId, TenantId, WorkflowId};
 pub use item::{ExecutionId, ScheduleItem, StatusChange, TransitionError, Validation};

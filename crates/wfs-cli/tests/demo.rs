@@ -1,0 +1,90 @@
+//! `wfs demo` as a user runs it: the binary, its output, its exit code.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+fn wfs(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wfs"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_sample_demo_fires_steps_on_time_and_summarizes() {
+    let (ok, stdout, stderr) = wfs(&["demo", "--speed", "0", "--duration", "3m"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("definition #8 rejected: invalid schedule.timezone \"Asia/Hanoi_City\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 skipped (inactive device)"), "{stdout}");
+    let fired: Vec<_> = stdout.lines().filter(|l| l.contains(" ms  {")).collect();
+    // open-valve at +20 s, read-meter at +30 s, +90 s, +150 s, flush-pump at +90 s, close-valve at +140 s.
+    assert_eq!(fired.len(), 6, "{stdout}");
+    assert!(
+        fired.iter().all(|l| l.contains("       0 ms")),
+        "lateness on the simulated clock is exact: {stdout}"
+    );
+    assert!(stdout.contains("EXECUTED         6"), "{stdout}");
+}
+
+#[test]
+fn definitions_from_a_file_and_errors_that_name_the_problem() {
+    let dir = std::env::temp_dir().join(format!("wfs-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("defs.jsonl");
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(30))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    std::fs::write(
+        &file,
+        format!(
+            "{{\"tenant_id\":\"t1\",\"device_workflow_step_id\":\"s1\",\"workflow_id\":\"w\",\"device_id\":\"d\",\"schedule\":{{\"type\":\"once\",\"at\":\"{at}\"}},\"payload\":{{\"go\":true}}}}\n\
+             {{\"tenant_id\":\"t1#x\",\"device_workflow_step_id\":\"s2\",\"workflow_id\":\"w\",\"device_id\":\"d\",\"schedule\":{{\"type\":\"once\",\"at\":\"{at}\"}}}}\n"
+        ),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = wfs(&[
+        "demo",
+        "--speed",
+        "0",
+        "--duration",
+        "2m",
+        "--definitions",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("definition #2 rejected: invalid tenant_id \"t1#x\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("t1/s1") && stdout.contains("{\"go\":true}"),
+        "{stdout}"
+    );
+
+    let (ok, _, stderr) = wfs(&["demo", "--definitions", "/nonexistent/defs.json"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot read /nonexistent/defs.json"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = wfs(&["demo", "--speed", "fast"]);
+    assert!(
+        !ok && stderr.contains("invalid --speed \"fast\""),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = wfs(&["launch"]);
+    assert!(
+        !ok && stderr.contains("unknown command \"launch\""),
+        "{stderr}"
+    );
+}
