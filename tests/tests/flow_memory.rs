@@ -15,7 +15,7 @@ use schedule_core::app::execute::Outcome;
 use schedule_core::app::scan::ScanRequest;
 use schedule_core::embedded::{Embedded, EmbeddedSettings};
 use schedule_core::model::{Definition, DeviceId, Status, TenantId, Timestamp};
-use schedule_core::ports::{ActionSink, DefinitionSource, ScheduleStore};
+use schedule_core::ports::{ActionSink, DefinitionSource, DispatchQueue, ScheduleStore};
 use serde_json::json;
 
 fn start() -> DateTime<Utc> {
@@ -481,4 +481,52 @@ async fn the_registry_being_down_does_not_stop_pre_validated_steps() {
     world.clock.advance(Duration::from_secs(30));
     world.execute_ready().await.unwrap();
     assert_eq!(world.triggers().len(), 1);
+}
+
+#[tokio::test]
+async fn a_scan_stopped_by_its_deadline_says_what_is_left_and_a_rerun_completes_it() {
+    let world = Embedded::new(start(), EmbeddedSettings::default());
+    seed(
+        &world,
+        &(0..30)
+            .map(|i| once(&format!("s{i:02}"), "dev-1", 60 + i * 60))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    // A deadline already reached: nothing may be started.
+    let report = world
+        .scanner
+        .run(&daily(start()), Some(start()), &world.metrics)
+        .await
+        .unwrap();
+    assert_eq!((report.created, report.not_written), (0, 30));
+    assert!(!report.is_complete());
+    // The full run afterwards completes it; nothing was lost.
+    let report = world.scan(&daily(start())).await.unwrap();
+    assert_eq!((report.created, report.not_written), (30, 0));
+}
+
+#[tokio::test]
+async fn only_occurrences_queued_long_ago_count_as_stuck() {
+    let world = Embedded::new(start(), EmbeddedSettings::default());
+    seed(&world, &[once("s1", "dev-1", 60)]).await;
+    world.scan(&daily(start())).await.unwrap();
+    // Sent 20 min late (within its 1 h grace): queued now, so not stuck yet.
+    world.clock.advance(Duration::from_secs(20 * 60));
+    let report = world.schedule("late").await.unwrap();
+    assert_eq!((report.dispatched, report.stuck_queued), (1, 0));
+    // Its message is lost (never executed): 16 minutes later it is stuck.
+    let lost = world
+        .execution_queue
+        .receive(10, Duration::ZERO)
+        .await
+        .unwrap();
+    world
+        .execution_queue
+        .delete(&lost[0].receipt_handle)
+        .await
+        .unwrap();
+    world.clock.advance(Duration::from_secs(16 * 60));
+    let report = world.schedule("later").await.unwrap();
+    assert_eq!(report.stuck_queued, 1);
 }

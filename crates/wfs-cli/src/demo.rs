@@ -113,7 +113,8 @@ fn sample(now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-fn load(path: &PathBuf) -> Result<Vec<Value>, String> {
+/// Reads definitions from a file: a JSON array, or one JSON object per line.
+pub fn load(path: &PathBuf) -> Result<Vec<Value>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let trimmed = text.trim_start();

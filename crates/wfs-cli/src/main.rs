@@ -2,14 +2,16 @@
 //!
 //! ```text
 //! wfs demo [--definitions FILE] [--speed N] [--duration SPAN]
+//! wfs setup-local [--prefix NAME]
+//! wfs definitions put FILE
 //! ```
 
 mod demo;
+mod local;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage: wfs <command> [options]
+const USAGE: &str = r#"usage: wfs <command> [options]
 
 commands:
   demo    run the whole flow (scanner, scheduler, executor) on the embedded backend and
@@ -19,8 +21,14 @@ commands:
           --speed N           simulated seconds per real second (default 60; 1 = real
                               time; 0 = as fast as possible)
           --duration SPAN     how much simulated time to run, like 10m or 2h (default 10m)
+  setup-local [--prefix NAME]
+          create the tables and queues on the emulator AWS_ENDPOINT_URL names, and
+          print the variables the functions read (eval "$(wfs setup-local)")
+  definitions put FILE
+          validate and write definitions to DEFINITIONS_TABLE; each rejection names
+          the definition, the field and the value
   help    show this text
-";
+"#;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -30,6 +38,10 @@ async fn main() -> ExitCode {
             Ok(options) => demo::run(options).await,
             Err(e) => Err(e),
         },
+        Some("setup-local") => local::setup(&args[1..]).await,
+        Some("definitions") if args.get(1).map(String::as_str) == Some("put") => {
+            local::put_definitions(&args[2..]).await
+        }
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(())

@@ -1,6 +1,7 @@
 //! Wiring only: config, clients, the runtime loop.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use schedule_core::app::lambda_deadline;
 use schedule_core::config::{Env, SchedulerConfig};
 use schedule_core::metrics::Metrics;
 use serde_json::Value;
@@ -16,7 +17,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let (scheduler, metrics) = (&scheduler, &metrics);
         async move {
-            let deadline = chrono::DateTime::from_timestamp_millis(event.context.deadline as i64);
+            let deadline = lambda_deadline(event.context.deadline, chrono::Utc::now());
             let result = scheduler
                 .run(&event.context.request_id, deadline, metrics)
                 .await;

@@ -92,19 +92,87 @@ impl ExecutionMessage {
     }
 }
 
-/// A deadline check that leaves `margin` to finish cleanly.
-pub(crate) fn past(
-    deadline: Option<chrono::DateTime<chrono::Utc>>,
+/// The invocation deadline from the runtime's `Lambda-Runtime-Deadline-Ms`. AWS sends
+/// epoch milliseconds; local runtimes (`cargo lambda watch`) send the timeout itself, a
+/// small number — read as "from now" rather than as 1970, which would stop every run
+/// before it starts.
+pub fn lambda_deadline(
+    deadline_ms: u64,
     now: chrono::DateTime<chrono::Utc>,
-    margin: std::time::Duration,
-) -> bool {
-    deadline.is_some_and(|d| now + chrono::Duration::from_std(margin).unwrap_or_default() >= d)
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    const TEN_YEARS_MS: u64 = 10 * 365 * 86_400 * 1000;
+    let ms = i64::try_from(deadline_ms).ok()?;
+    if deadline_ms == 0 {
+        None
+    } else if deadline_ms < TEN_YEARS_MS {
+        Some(now + chrono::Duration::milliseconds(ms))
+    } else {
+        chrono::DateTime::from_timestamp_millis(ms)
+    }
+}
+
+/// When a run must stop starting new work: `margin` before the Lambda deadline, or a fifth
+/// of the time left at the start when that is shorter (a short local timeout still gets
+/// most of its time used).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    stop_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Deadline {
+    pub(crate) fn new(
+        deadline: Option<chrono::DateTime<chrono::Utc>>,
+        now: chrono::DateTime<chrono::Utc>,
+        margin: std::time::Duration,
+    ) -> Self {
+        let stop_at = deadline.map(|d| {
+            let left = (d - now).max(chrono::Duration::zero());
+            let margin = chrono::Duration::from_std(margin)
+                .unwrap_or(chrono::Duration::MAX)
+                .min(left / 5);
+            d - margin
+        });
+        Self { stop_at }
+    }
+
+    pub(crate) fn near(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.stop_at.is_some_and(|s| now >= s)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{StepId, TenantId};
+
+    #[test]
+    fn lambda_deadlines_absolute_or_relative() {
+        let now: chrono::DateTime<chrono::Utc> = "2026-11-26T00:00:00Z".parse().unwrap();
+        let aws = now.timestamp_millis() as u64 + 900_000;
+        assert_eq!(
+            lambda_deadline(aws, now),
+            Some(now + chrono::Duration::seconds(900))
+        );
+        assert_eq!(
+            lambda_deadline(600_000, now),
+            Some(now + chrono::Duration::seconds(600))
+        );
+        assert_eq!(lambda_deadline(0, now), None);
+    }
+
+    #[test]
+    fn deadlines_keep_a_margin_proportional_to_short_budgets() {
+        let now: chrono::DateTime<chrono::Utc> = "2026-11-26T00:00:00Z".parse().unwrap();
+        let s = |n: i64| now + chrono::Duration::seconds(n);
+        let lambda = Deadline::new(Some(s(900)), now, std::time::Duration::from_secs(10));
+        assert!(!lambda.near(s(889)) && lambda.near(s(890)));
+        let short = Deadline::new(Some(s(5)), now, std::time::Duration::from_secs(10));
+        assert!(
+            !short.near(s(3)) && short.near(s(4)),
+            "a 5 s budget keeps 1 s, not 10"
+        );
+        assert!(!Deadline::new(None, now, std::time::Duration::from_secs(10)).near(s(1_000_000)));
+    }
 
     #[test]
     fn execution_messages_round_trip_and_reject_bad_bodies() {

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::{AppError, past};
+use super::{AppError, Deadline};
 use crate::metrics::{Metric, Metrics};
 use crate::model::{Definition, DeviceId, ScheduleItem, Status, TenantId, Timestamp, Validation};
 use crate::ports::{Clock, DefinitionSource, DeviceValidator, ScheduleStore, scan_definitions};
@@ -150,6 +150,7 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
             to: request.window.to.to_string(),
             ..ScanReport::default()
         };
+        let stop = Deadline::new(deadline, self.clock.now(), self.settings.deadline_margin);
         let scanned = scan_definitions(&self.definitions, self.settings.segments).await?;
         let mut wanted: Vec<(Definition, Timestamp)> = Vec::new();
         for entry in scanned {
@@ -221,7 +222,7 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         let results: Vec<Option<Result<bool, crate::error::StoreError>>> =
             futures::stream::iter(items.iter())
                 .map(|item| async move {
-                    if past(deadline, self.clock.now(), self.settings.deadline_margin) {
+                    if stop.near(self.clock.now()) {
                         return None;
                     }
                     let write = || self.store.create_if_absent(item);

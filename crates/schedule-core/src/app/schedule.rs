@@ -21,7 +21,7 @@ use futures::future::join_all;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::{AppError, ExecutionMessage, past};
+use super::{AppError, Deadline, ExecutionMessage};
 use crate::limits::{SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS};
 use crate::metrics::{Metric, Metrics};
 use crate::model::{ScheduleKey, Status, StatusChange, Timestamp};
@@ -96,6 +96,9 @@ pub fn delay_until(now: DateTime<Utc>, due: Timestamp) -> Duration {
     Duration::from_secs((millis / 1000).min(u64::from(SQS_MAX_DELAY_SECONDS)))
 }
 
+/// Stuck candidates read per run; the index already bounds the rest.
+const MAX_STUCK_CHECKS: usize = 200;
+
 #[derive(Debug, Default)]
 struct BatchReport {
     dispatched: usize,
@@ -131,6 +134,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
         metrics: &Metrics,
     ) -> Result<ScheduleReport, AppError> {
         let started = self.clock.now();
+        let stop = Deadline::new(deadline, started, self.settings.deadline_margin);
         let now = Timestamp::from_datetime(started);
         let bound = now.plus(self.settings.window + self.settings.margin);
         let mut report = ScheduleReport {
@@ -144,7 +148,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
         // Batches of 10 (one SendMessageBatch each), a few in flight at once; each batch
         // checks the deadline before it starts.
         let batches: Vec<BatchReport> = futures::stream::iter(due.chunks(SQS_MAX_BATCH))
-            .map(|chunk| self.dispatch_batch(chunk, run_id, deadline, metrics))
+            .map(|chunk| self.dispatch_batch(chunk, run_id, stop, metrics))
             .buffered(self.settings.batches_in_flight.max(1))
             .collect::<Vec<_>>()
             .await
@@ -186,11 +190,11 @@ impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
         &self,
         chunk: &[DueEntry],
         run_id: &str,
-        deadline: Option<DateTime<Utc>>,
+        deadline: Deadline,
         metrics: &Metrics,
     ) -> Result<BatchReport, AppError> {
         let mut report = BatchReport::default();
-        if past(deadline, self.clock.now(), self.settings.deadline_margin) {
+        if deadline.near(self.clock.now()) {
             report.left = chunk.len();
             return Ok(report);
         }
@@ -337,18 +341,33 @@ impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
         }
     }
 
+    /// QUEUED items that have been waiting longer than `stuck_after`: their message was
+    /// lost or sits in the DLQ. Candidates come from the index (due long ago); each is read
+    /// to check when it was queued, so occurrences this very run sent late are not counted.
     async fn report_stuck(&self, now: Timestamp, metrics: &Metrics) -> Result<usize, AppError> {
-        let stuck = query_due(
-            &self.store,
-            Status::Queued,
-            now.minus(self.settings.stuck_after),
-            self.settings.page_size,
+        let limit = now.minus(self.settings.stuck_after);
+        let candidates =
+            query_due(&self.store, Status::Queued, limit, self.settings.page_size).await?;
+        let items = join_all(
+            candidates
+                .iter()
+                .take(MAX_STUCK_CHECKS)
+                .map(|e| self.store.get(&e.key)),
         )
-        .await?;
-        for e in stuck.iter().take(20) {
-            warn!(pk = %e.key.pk, sk = %e.key.sk, scheduled_time = %e.scheduled_time, "QUEUED long past its time: check the execution DLQ");
+        .await;
+        let mut stuck = 0;
+        for item in items.into_iter().flatten().flatten() {
+            if item.status == Status::Queued && item.queued_at.is_none_or(|q| q < limit) {
+                stuck += 1;
+                if stuck <= 20 {
+                    warn!(pk = %item.key.pk, sk = %item.key.sk, scheduled_time = %item.scheduled_time,
+                          queued_at = ?item.queued_at.map(|q| q.to_string()), "QUEUED for too long: check the execution DLQ");
+                }
+            }
         }
-        metrics.count(Metric::StuckQueued, stuck.len() as u64);
-        Ok(stuck.len())
+        // Past the checked ones, count the rest as stuck: better an alarm too many.
+        stuck += candidates.len().saturating_sub(MAX_STUCK_CHECKS);
+        metrics.count(Metric::StuckQueued, stuck as u64);
+        Ok(stuck)
     }
 }
