@@ -33,6 +33,10 @@ commands:
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let result = match args.first().map(String::as_str) {
         Some("demo") => match demo::Options::parse(&args[1..]) {
             Ok(options) => demo::run(options).await,
@@ -42,7 +46,7 @@ async fn main() -> ExitCode {
         Some("definitions") if args.get(1).map(String::as_str) == Some("put") => {
             local::put_definitions(&args[2..]).await
         }
-        Some("help" | "--help" | "-h") => {
+        Some("help") => {
             print!("{USAGE}");
             Ok(())
         }
