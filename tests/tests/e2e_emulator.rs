@@ -347,17 +347,12 @@ async fn an_action_queue_failing_twice_then_recovering_executes_with_retries_rec
     };
     let scanner = daily_scanner_v2::build(&world.scanner_config(), &world.sdk).unwrap();
     let scheduler = scheduler_v2::build(&world.scheduler_config(), &world.sdk);
-    let real = executor_v2::build(&world.executor_config(), &world.sdk).unwrap();
-    let executor = Executor {
-        store: real.store.clone(),
-        sink: FlakySink::new(
+    let executor = executor_v2::build(&world.executor_config(), &world.sdk)
+        .unwrap()
+        .with_sink(FlakySink::new(
             SqsActionSink::new(world.emu.sqs.clone(), &world.action_url),
             2,
-        ),
-        validator: real.validator,
-        clock: real.clock,
-        settings: real.settings,
-    };
+        ));
     let keys = seed_due(&world, &scanner.definitions, 10, 3).await;
     let metrics = Metrics::new("e2e");
     daily_scanner_v2::handle(&scanner, &json!({}), None, &metrics)
@@ -406,17 +401,12 @@ async fn an_action_queue_failing_always_ends_failed_with_messages_in_the_dlq() {
     };
     let scanner = daily_scanner_v2::build(&world.scanner_config(), &world.sdk).unwrap();
     let scheduler = scheduler_v2::build(&world.scheduler_config(), &world.sdk);
-    let real = executor_v2::build(&world.executor_config(), &world.sdk).unwrap();
-    let executor = Executor {
-        store: real.store.clone(),
-        sink: FlakySink::new(
+    let executor = executor_v2::build(&world.executor_config(), &world.sdk)
+        .unwrap()
+        .with_sink(FlakySink::new(
             SqsActionSink::new(world.emu.sqs.clone(), &world.action_url),
             u32::MAX,
-        ),
-        validator: real.validator,
-        clock: real.clock,
-        settings: real.settings,
-    };
+        ));
     let keys = seed_due(&world, &scanner.definitions, 5, 2).await;
     let metrics = Metrics::new("e2e");
     daily_scanner_v2::handle(&scanner, &json!({}), None, &metrics)

@@ -34,18 +34,26 @@ pub(crate) fn is_transient<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> 
     }
 }
 
+/// Whether retrying can help, and the error as a source that keeps the SDK error.
+fn classify<E, R>(err: SdkError<E, R>) -> (bool, Box<dyn std::error::Error + Send + Sync>)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    (
+        is_transient(&err),
+        Box::new(Described(err_with_code(&err), Box::new(err))),
+    )
+}
+
 pub(crate) fn store_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let transient = is_transient(&err);
-    let source: Box<dyn std::error::Error + Send + Sync> =
-        Box::new(Described(err_with_code(&err), Box::new(err)));
-    if transient {
-        StoreError::Transient { operation, source }
-    } else {
-        StoreError::Permanent { operation, source }
+    match classify(err) {
+        (true, source) => StoreError::Transient { operation, source },
+        (false, source) => StoreError::Permanent { operation, source },
     }
 }
 
@@ -54,13 +62,30 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let transient = is_transient(&err);
-    let source: Box<dyn std::error::Error + Send + Sync> =
-        Box::new(Described(err_with_code(&err), Box::new(err)));
-    if transient {
-        QueueError::Transient { operation, source }
-    } else {
-        QueueError::Permanent { operation, source }
+    match classify(err) {
+        (true, source) => QueueError::Transient { operation, source },
+        (false, source) => QueueError::Permanent { operation, source },
+    }
+}
+
+/// The result of a conditional write: `Ok(true)` written, `Ok(false)` its condition did
+/// not hold (another writer got there first), `Err` anything else.
+pub(crate) fn conditional_write<T, E, R>(
+    operation: &'static str,
+    out: Result<T, SdkError<E, R>>,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match out {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(se))
+            if se.err().code() == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(store_error(operation, e)),
     }
 }
 

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_json::{Map, Number, Value};
 
-use super::aws_error::store_error;
+use super::aws_error::{conditional_write, store_error};
 use crate::error::StoreError;
 use crate::limits::{STATUS_INDEX_NAME, attr};
 use crate::model::{
@@ -257,16 +257,7 @@ impl ScheduleStore for DynamoScheduleStore {
             .condition_expression("attribute_not_exists(PK)")
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error("PutItem", e)),
-        }
+        conditional_write("PutItem", out)
     }
 
     async fn get(&self, key: &ScheduleKey) -> Result<Option<ScheduleItem>, StoreError> {
@@ -346,16 +337,7 @@ impl ScheduleStore for DynamoScheduleStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error("UpdateItem", e)),
-        }
+        conditional_write("UpdateItem", out)
     }
 
     async fn try_lease(
@@ -384,16 +366,7 @@ impl ScheduleStore for DynamoScheduleStore {
             .expression_attribute_values(":status", s(status.as_str()))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error("UpdateItem", e)),
-        }
+        conditional_write("UpdateItem", out)
     }
 
     async fn query_due_page(
@@ -561,21 +534,16 @@ impl DefinitionSource for DynamoDefinitionSource {
             .expression_attribute_values(":version", n(def.version))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict {
-                    key: format!("{pk}|{sk}"),
-                    reason: format!(
-                        "version {} is not newer than the stored version",
-                        def.version
-                    ),
-                })
-            }
-            Err(e) => Err(store_error("PutItem", e)),
+        if conditional_write("PutItem", out)? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                key: format!("{pk}|{sk}"),
+                reason: format!(
+                    "version {} is not newer than the stored version",
+                    def.version
+                ),
+            })
         }
     }
 }
@@ -639,56 +607,54 @@ fn number(raw: &str) -> Result<Number, String> {
         .ok_or_else(|| format!("number {raw:?} has no JSON form"))
 }
 
+type BuildError = aws_sdk_dynamodb::error::BuildError;
+
+fn key_element(name: &str, key_type: KeyType) -> Result<KeySchemaElement, BuildError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()
+}
+
+fn string_attribute(name: &str) -> Result<AttributeDefinition, BuildError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+}
+
+fn build_error(e: BuildError) -> StoreError {
+    StoreError::Permanent {
+        operation: "CreateTable",
+        source: Box::new(e),
+    }
+}
+
 /// Creates the schedule table with its sparse GSI, as `template.yaml` declares it. For
 /// emulators and local runs; on AWS the template owns the table.
 pub async fn create_schedule_table(client: &Client, name: &str) -> Result<(), StoreError> {
-    let key = |n: &str, t| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-    };
-    let def = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let built = (|| -> Result<_, aws_sdk_dynamodb::error::BuildError> {
-        Ok((
-            vec![
-                key(attr::PK, KeyType::Hash)?,
-                key(attr::SK, KeyType::Range)?,
-            ],
-            vec![
-                def(attr::PK)?,
-                def(attr::SK)?,
-                def(attr::STATUS_SHARD)?,
-                def(attr::SCHEDULED_TIME)?,
-            ],
-            GlobalSecondaryIndex::builder()
-                .index_name(STATUS_INDEX_NAME)
-                .key_schema(key(attr::STATUS_SHARD, KeyType::Hash)?)
-                .key_schema(key(attr::SCHEDULED_TIME, KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::KeysOnly)
-                        .build(),
-                )
-                .build()?,
-        ))
-    })();
-    let (keys, defs, gsi) = built.map_err(|e| StoreError::Permanent {
-        operation: "CreateTable",
-        source: Box::new(e),
-    })?;
-    client
+    let gsi = GlobalSecondaryIndex::builder()
+        .index_name(STATUS_INDEX_NAME)
+        .key_schema(key_element(attr::STATUS_SHARD, KeyType::Hash).map_err(build_error)?)
+        .key_schema(key_element(attr::SCHEDULED_TIME, KeyType::Range).map_err(build_error)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(build_error)?;
+    let mut request = client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_key_schema(Some(keys))
-        .set_attribute_definitions(Some(defs))
-        .global_secondary_indexes(gsi)
+        .global_secondary_indexes(gsi);
+    for a in [attr::PK, attr::SK, attr::STATUS_SHARD, attr::SCHEDULED_TIME] {
+        request = request.attribute_definitions(string_attribute(a).map_err(build_error)?);
+    }
+    request
+        .key_schema(key_element(attr::PK, KeyType::Hash).map_err(build_error)?)
+        .key_schema(key_element(attr::SK, KeyType::Range).map_err(build_error)?)
         .send()
         .await
         .map_err(|e| store_error("CreateTable", e))?;
@@ -697,44 +663,19 @@ pub async fn create_schedule_table(client: &Client, name: &str) -> Result<(), St
 
 /// Creates the definitions table (with its stream), as `template.yaml` declares it.
 pub async fn create_definitions_table(client: &Client, name: &str) -> Result<(), StoreError> {
-    let built = (|| -> Result<_, aws_sdk_dynamodb::error::BuildError> {
-        Ok((
-            vec![
-                KeySchemaElement::builder()
-                    .attribute_name(attr::PK)
-                    .key_type(KeyType::Hash)
-                    .build()?,
-                KeySchemaElement::builder()
-                    .attribute_name(attr::SK)
-                    .key_type(KeyType::Range)
-                    .build()?,
-            ],
-            vec![
-                AttributeDefinition::builder()
-                    .attribute_name(attr::PK)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()?,
-                AttributeDefinition::builder()
-                    .attribute_name(attr::SK)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()?,
-            ],
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
-                .build()?,
-        ))
-    })();
-    let (keys, defs, stream) = built.map_err(|e| StoreError::Permanent {
-        operation: "CreateTable",
-        source: Box::new(e),
-    })?;
+    let stream = StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewAndOldImages)
+        .build()
+        .map_err(build_error)?;
     client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_key_schema(Some(keys))
-        .set_attribute_definitions(Some(defs))
+        .attribute_definitions(string_attribute(attr::PK).map_err(build_error)?)
+        .attribute_definitions(string_attribute(attr::SK).map_err(build_error)?)
+        .key_schema(key_element(attr::PK, KeyType::Hash).map_err(build_error)?)
+        .key_schema(key_element(attr::SK, KeyType::Range).map_err(build_error)?)
         .stream_specification(stream)
         .send()
         .await

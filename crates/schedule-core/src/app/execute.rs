@@ -123,6 +123,19 @@ pub struct Executor<S, A, V, C> {
     pub settings: ExecuteSettings,
 }
 
+impl<S, A, V, C> Executor<S, A, V, C> {
+    /// The same executor sending through another sink (a wrapper, for example).
+    pub fn with_sink<B>(self, sink: B) -> Executor<S, B, V, C> {
+        Executor {
+            store: self.store,
+            sink,
+            validator: self.validator,
+            clock: self.clock,
+            settings: self.settings,
+        }
+    }
+}
+
 fn seed_of(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
