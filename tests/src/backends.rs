@@ -13,8 +13,8 @@ use schedule_core::adapters::dynamo::{
 use schedule_core::adapters::memory::{
     InMemoryDefinitionSource, InMemoryQueue, InMemoryScheduleStore, QueueSettings,
 };
-use schedule_core::adapters::sqs::{QueueSpec, SqsDispatchQueue, create_queue};
-use schedule_core::ports::{Clock, DefinitionSource, DispatchQueue, ScheduleStore};
+use schedule_core::adapters::sqs::{QueueSpec, SqsActionSink, SqsDispatchQueue, create_queue};
+use schedule_core::ports::{ActionSink, Clock, DefinitionSource, DispatchQueue, ScheduleStore};
 use serde_json::Value;
 
 /// What a contract case needs from a backend.
@@ -22,6 +22,7 @@ pub trait Backend: Send + Sync {
     type Store: ScheduleStore;
     type Defs: DefinitionSource;
     type Queue: DispatchQueue;
+    type Sink: ActionSink;
 
     fn name(&self) -> &'static str;
     fn store(&self, shards: u16) -> impl Future<Output = Self::Store> + Send;
@@ -40,6 +41,8 @@ pub trait Backend: Send + Sync {
         visibility: Duration,
         max_receives: u32,
     ) -> impl Future<Output = (Self::Queue, Self::Queue)> + Send;
+    /// An action trigger queue (FIFO or standard) as a sink, and the same queue to read.
+    fn action_queue(&self, fifo: bool) -> impl Future<Output = (Self::Sink, Self::Queue)> + Send;
     fn now(&self) -> DateTime<Utc>;
     /// Lets time pass: moves the manual clock, or sleeps.
     fn wait(&self, d: Duration) -> impl Future<Output = ()> + Send;
@@ -63,6 +66,7 @@ impl Backend for Memory {
     type Store = InMemoryScheduleStore;
     type Defs = InMemoryDefinitionSource;
     type Queue = Arc<InMemoryQueue>;
+    type Sink = Arc<InMemoryQueue>;
 
     fn name(&self) -> &'static str {
         "memory"
@@ -105,6 +109,15 @@ impl Backend for Memory {
             Arc::new(InMemoryQueue::new("queue", self.clock.clone(), settings)),
             dlq,
         )
+    }
+
+    async fn action_queue(&self, fifo: bool) -> (Arc<InMemoryQueue>, Arc<InMemoryQueue>) {
+        let settings = QueueSettings {
+            fifo,
+            ..QueueSettings::default()
+        };
+        let q = Arc::new(InMemoryQueue::new("actions", self.clock.clone(), settings));
+        (q.clone(), q)
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -172,6 +185,7 @@ impl Backend for Emulator {
     type Store = DynamoScheduleStore;
     type Defs = DynamoDefinitionSource;
     type Queue = SqsDispatchQueue;
+    type Sink = SqsActionSink;
 
     fn name(&self) -> &'static str {
         "emulator"
@@ -242,6 +256,25 @@ impl Backend for Emulator {
         (
             SqsDispatchQueue::new(self.sqs.clone(), url),
             SqsDispatchQueue::new(self.sqs.clone(), dlq_url),
+        )
+    }
+
+    async fn action_queue(&self, fifo: bool) -> (SqsActionSink, SqsDispatchQueue) {
+        let name = format!(
+            "{}{}",
+            unique_name("actions"),
+            if fifo { ".fifo" } else { "" }
+        );
+        let spec = QueueSpec {
+            name: &name,
+            visibility_timeout: Duration::from_secs(30),
+            redrive: None,
+            retention: None,
+        };
+        let (url, _) = create_queue(&self.sqs, &spec).await.unwrap();
+        (
+            SqsActionSink::new(self.sqs.clone(), &url),
+            SqsDispatchQueue::new(self.sqs.clone(), url),
         )
     }
 

@@ -11,7 +11,8 @@ use schedule_core::model::{
     Definition, ScheduleItem, ScheduleKey, Status, StatusChange, Timestamp,
 };
 use schedule_core::ports::{
-    DefinitionSource, DispatchQueue, OutgoingMessage, ScheduleStore, query_due, scan_definitions,
+    ActionSink, DefinitionSource, DispatchQueue, OutgoingMessage, ScheduleStore, query_due,
+    scan_definitions,
 };
 use serde_json::json;
 
@@ -572,4 +573,41 @@ pub async fn leases_exclude_others_until_released<B: Backend>(b: &B) {
             .unwrap()
     );
     assert_eq!(store.get(&ghost.key).await.unwrap(), None);
+}
+
+/// Triggers carry the design's body; on a FIFO queue a repeated execution id is dropped
+/// (the consumer never sees the rare duplicate send), on a standard queue it is not.
+pub async fn action_sink_sends_triggers_and_fifo_dedups<B: Backend>(b: &B) {
+    use schedule_core::model::TriggerMessage;
+    let it = item("acme", "s1", "2026-11-26T10:30:00Z", 16);
+    let first = TriggerMessage::for_item(&it, b.now(), 1);
+    let again = TriggerMessage::for_item(&it, b.now(), 2);
+    for (fifo, expected) in [(true, 1), (false, 2)] {
+        let (sink, queue) = b.action_queue(fifo).await;
+        sink.send(&first).await.unwrap();
+        sink.send(&again).await.unwrap();
+        let got = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(got.len(), expected, "{}: fifo={fifo}", b.name());
+        let body: TriggerMessage = serde_json::from_str(&got[0].body).unwrap();
+        assert_eq!(body, first, "{}: the body round-trips", b.name());
+        let raw: serde_json::Value = serde_json::from_str(&got[0].body).unwrap();
+        for field in [
+            "schema_version",
+            "execution_id",
+            "tenant_id",
+            "device_workflow_step_id",
+            "workflow_id",
+            "device_id",
+            "scheduled_time",
+            "sent_at",
+            "attempt",
+            "payload",
+        ] {
+            assert!(
+                raw.get(field).is_some(),
+                "{}: trigger lacks {field}",
+                b.name()
+            );
+        }
+    }
 }

@@ -43,4 +43,5 @@ contract_cases!(
     redrive_to_dlq_after_max_receives,
     definitions_put_get_scan,
     leases_exclude_others_until_released,
+    action_sink_sends_triggers_and_fifo_dedups,
 );
