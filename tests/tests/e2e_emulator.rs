@@ -150,6 +150,12 @@ async fn two_hundred_definitions_fire_once_on_time_with_invalid_devices_skipped(
                 json!({"type": "once", "at": time(base, -3600).to_string()}),
                 None,
             ),
+            // Due within seconds: already due by the time the scheduler (slow on the
+            // emulator) gets to them, so they go out at once.
+            _ if i < 20 => {
+                let at = time(base, 3);
+                (json!({"type": "once", "at": at.to_string()}), Some(at))
+            }
             _ if i % 10 == 3 => {
                 let first = time(base, 30 + (i % 20) as i64);
                 let start = first.minus(Duration::from_secs(120));
@@ -222,7 +228,7 @@ async fn two_hundred_definitions_fire_once_on_time_with_invalid_devices_skipped(
         want,
         "exactly one trigger per due valid occurrence"
     );
-    let mut lateness = Vec::new();
+    let (mut lateness, mut lateness_soon) = (Vec::new(), Vec::new());
     let mut seen = HashSet::new();
     for (body, attrs) in &triggers {
         let t: TriggerMessage = serde_json::from_str(body).unwrap();
@@ -250,23 +256,34 @@ async fn two_hundred_definitions_fire_once_on_time_with_invalid_devices_skipped(
             Some(t.tenant_id.as_str())
         );
         let sent: DateTime<Utc> = t.sent_at.parse().unwrap();
-        let late = (sent - at.as_datetime()).num_milliseconds();
         assert!(
-            late >= 0,
-            "{} sent {}ms before its time",
-            t.execution_id,
-            -late
+            sent >= at.as_datetime(),
+            "{} sent at {sent}, before its time {at}",
+            t.execution_id
         );
-        lateness.push(late);
+        let late = (sent - at.as_datetime()).num_milliseconds();
+        if *at == time(base, 3) {
+            lateness_soon.push(late)
+        } else {
+            lateness.push(late)
+        }
     }
-    lateness.sort_unstable();
-    eprintln!(
-        "lateness over {} triggers: p50 {} ms, p99 {} ms, max {} ms",
-        lateness.len(),
-        percentile(&lateness, 0.5),
-        percentile(&lateness, 0.99),
-        lateness[lateness.len() - 1]
-    );
+    for (what, l) in [
+        ("due 30-49 s after the scan", &mut lateness),
+        (
+            "due 3 s after the scan (overdue at dispatch)",
+            &mut lateness_soon,
+        ),
+    ] {
+        l.sort_unstable();
+        eprintln!(
+            "lateness of {} triggers {what}: p50 {} ms, p99 {} ms, max {} ms",
+            l.len(),
+            percentile(l, 0.5),
+            percentile(l, 0.99),
+            l[l.len() - 1]
+        );
+    }
 
     // Every materialized occurrence ended in a terminal status.
     let mut by_status: HashMap<Status, usize> = HashMap::new();
