@@ -360,25 +360,48 @@ async fn seed_due(
     keys
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_action_queue_failing_twice_then_recovering_executes_with_retries_recorded() {
-    let Some(world) = AwsWorld::new(Duration::from_secs(30)).await else {
-        return;
-    };
+type FlakyExecutor = Executor<
+    schedule_core::adapters::dynamo::DynamoScheduleStore,
+    FlakySink<SqsActionSink>,
+    schedule_core::validation_cache::CachedValidator<
+        schedule_core::adapters::http_validator::RegistryValidator,
+    >,
+    schedule_core::adapters::clock::SystemClock,
+>;
+
+/// A deployment whose action trigger queue fails the first `fail_first` sends of each
+/// step, with `n` steps due `offset_s` from now already scanned and scheduled.
+async fn with_failing_action_queue(
+    visibility: Duration,
+    fail_first: u32,
+    n: usize,
+    offset_s: i64,
+) -> Option<(AwsWorld, FlakyExecutor, Vec<ScheduleKey>, Metrics)> {
+    let world = AwsWorld::new(visibility).await?;
     let scanner = daily_scanner_v2::build(&world.scanner_config(), &world.sdk).unwrap();
     let scheduler = scheduler_v2::build(&world.scheduler_config(), &world.sdk);
     let executor = executor_v2::build(&world.executor_config(), &world.sdk)
         .unwrap()
         .with_sink(FlakySink::new(
             SqsActionSink::new(world.emu.sqs.clone(), &world.action_url),
-            2,
+            fail_first,
         ));
-    let keys = seed_due(&world, &scanner.definitions, 10, 3).await;
+    let keys = seed_due(&world, &scanner.definitions, n, offset_s).await;
     let metrics = Metrics::new("e2e");
     daily_scanner_v2::handle(&scanner, &json!({}), None, &metrics)
         .await
         .unwrap();
     scheduler.run("run-1", None, &metrics).await.unwrap();
+    Some((world, executor, keys, metrics))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_action_queue_failing_twice_then_recovering_executes_with_retries_recorded() {
+    let Some((world, executor, keys, metrics)) =
+        with_failing_action_queue(Duration::from_secs(30), 2, 10, 3).await
+    else {
+        return;
+    };
     let outcomes = poll(
         &world,
         &executor,
@@ -416,23 +439,11 @@ async fn an_action_queue_failing_twice_then_recovering_executes_with_retries_rec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_action_queue_failing_always_ends_failed_with_messages_in_the_dlq() {
-    let Some(world) = AwsWorld::new(Duration::from_secs(2)).await else {
+    let Some((world, executor, keys, metrics)) =
+        with_failing_action_queue(Duration::from_secs(2), u32::MAX, 5, 2).await
+    else {
         return;
     };
-    let scanner = daily_scanner_v2::build(&world.scanner_config(), &world.sdk).unwrap();
-    let scheduler = scheduler_v2::build(&world.scheduler_config(), &world.sdk);
-    let executor = executor_v2::build(&world.executor_config(), &world.sdk)
-        .unwrap()
-        .with_sink(FlakySink::new(
-            SqsActionSink::new(world.emu.sqs.clone(), &world.action_url),
-            u32::MAX,
-        ));
-    let keys = seed_due(&world, &scanner.definitions, 5, 2).await;
-    let metrics = Metrics::new("e2e");
-    daily_scanner_v2::handle(&scanner, &json!({}), None, &metrics)
-        .await
-        .unwrap();
-    scheduler.run("run-1", None, &metrics).await.unwrap();
 
     let dlq = SqsDispatchQueue::new(world.emu.sqs.clone(), &world.dlq_url);
     let failed = |o: &[Outcome]| {

@@ -32,6 +32,13 @@ fn once(step: &str, device: &str, offset_s: i64) -> Definition {
     .unwrap()
 }
 
+/// `n` one-time steps on dev-1, the first `first_s` after the start, then every `every_s`.
+fn steps(n: i64, first_s: i64, every_s: i64) -> Vec<Definition> {
+    (0..n)
+        .map(|i| once(&format!("s{i:02}"), "dev-1", first_s + i * every_s))
+        .collect()
+}
+
 async fn seed<S: ScheduleStore + Clone, A: ActionSink>(
     world: &Embedded<S, A>,
     defs: &[Definition],
@@ -182,13 +189,7 @@ async fn each_due_step_fires_once_on_time_and_invalid_devices_are_skipped() {
 #[tokio::test]
 async fn reruns_of_scanner_and_scheduler_change_nothing() {
     let world = Embedded::new(start(), EmbeddedSettings::default());
-    seed(
-        &world,
-        &(0..12)
-            .map(|i| once(&format!("s{i}"), "dev-1", 60 + i * 10))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    seed(&world, &steps(12, 60, 10)).await;
     let first = world.scan(&daily(start())).await.unwrap();
     let again = world.scan(&daily(start())).await.unwrap();
     assert_eq!(
@@ -209,13 +210,7 @@ async fn reruns_of_scanner_and_scheduler_change_nothing() {
 #[tokio::test]
 async fn overlapping_scheduler_runs_send_each_occurrence_once() {
     let world = Embedded::new(start(), EmbeddedSettings::default());
-    seed(
-        &world,
-        &(0..25)
-            .map(|i| once(&format!("s{i}"), "dev-1", 60 + i))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    seed(&world, &steps(25, 60, 1)).await;
     world.scan(&daily(start())).await.unwrap();
     let (a, b) = tokio::join!(world.schedule("run-a"), world.schedule("run-b"));
     let (a, b) = (a.unwrap(), b.unwrap());
@@ -351,13 +346,7 @@ async fn a_sink_failing_twice_then_recovering_executes_with_retries_recorded() {
         flaky,
         EmbeddedSettings::default(),
     );
-    seed(
-        &world,
-        &(0..5)
-            .map(|i| once(&format!("s{i}"), "dev-1", 20))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    seed(&world, &steps(5, 20, 0)).await;
     world.scan(&daily(start())).await.unwrap();
     world.schedule("run").await.unwrap();
     world.clock.advance(Duration::from_secs(20));
@@ -402,13 +391,7 @@ async fn a_sink_that_always_fails_ends_failed_with_the_message_in_the_dlq() {
         broken,
         settings,
     );
-    seed(
-        &world,
-        &(0..3)
-            .map(|i| once(&format!("s{i}"), "dev-1", 20))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    seed(&world, &steps(3, 20, 0)).await;
     world.scan(&daily(start())).await.unwrap();
     world.schedule("run").await.unwrap();
     clock.advance(Duration::from_secs(20));
@@ -486,13 +469,7 @@ async fn the_registry_being_down_does_not_stop_pre_validated_steps() {
 #[tokio::test]
 async fn a_scan_stopped_by_its_deadline_says_what_is_left_and_a_rerun_completes_it() {
     let world = Embedded::new(start(), EmbeddedSettings::default());
-    seed(
-        &world,
-        &(0..30)
-            .map(|i| once(&format!("s{i:02}"), "dev-1", 60 + i * 60))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    seed(&world, &steps(30, 60, 60)).await;
     // A deadline already reached: nothing may be started.
     let report = world
         .scanner
