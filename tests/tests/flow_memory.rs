@@ -460,10 +460,12 @@ async fn the_registry_being_down_does_not_stop_pre_validated_steps() {
         world.memory_store.items()[0].validation_result,
         Some(schedule_core::model::Validation::Valid)
     );
+    world.registry.set_unavailable(true);
     world.schedule("run").await.unwrap();
     world.clock.advance(Duration::from_secs(30));
     world.execute_ready().await.unwrap();
     assert_eq!(world.triggers().len(), 1);
+    assert_eq!(world.metrics.get(schedule_core::metrics::Metric::ValidationUnavailable), 1);
 }
 
 #[tokio::test]
@@ -506,4 +508,49 @@ async fn only_occurrences_queued_long_ago_count_as_stuck() {
     world.clock.advance(Duration::from_secs(16 * 60));
     let report = world.schedule("later").await.unwrap();
     assert_eq!(report.stuck_queued, 1);
+}
+
+#[tokio::test]
+async fn a_registry_down_for_every_delivery_ends_failed_not_queued() {
+    let settings = EmbeddedSettings {
+        execution_visibility: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let world = Embedded::new(start(), settings);
+    seed(&world, &steps(2, 20, 0)).await;
+    // Down from the start: nothing is pre-validated, so the executor may not go on without it.
+    world.registry.set_unavailable(true);
+    world.scan(&daily(start())).await.unwrap();
+    assert!(
+        world
+            .memory_store
+            .items()
+            .iter()
+            .all(|i| i.validation_result.is_none())
+    );
+    world.schedule("run").await.unwrap();
+    world.clock.advance(Duration::from_secs(20));
+    let mut outcomes = Vec::new();
+    for _ in 0..4 {
+        outcomes.extend(world.execute_ready().await.unwrap());
+        world.clock.advance(Duration::from_secs(31));
+    }
+    let failed = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
+        .count();
+    assert_eq!(failed, 2, "{outcomes:?}");
+    for item in world.memory_store.items() {
+        assert_eq!(item.status, Status::Failed, "{}", item.key);
+        assert!(
+            item.last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("registry unavailable"),
+            "{:?}",
+            item.last_error
+        );
+    }
+    assert_eq!(world.execution_dlq.len(), 2);
+    assert!(world.triggers().is_empty());
 }

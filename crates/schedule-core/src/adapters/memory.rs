@@ -567,6 +567,7 @@ impl ActionSink for InMemoryQueue {
 #[derive(Debug, Default)]
 pub struct InMemoryDeviceRegistry {
     inactive: Mutex<std::collections::HashSet<(String, String)>>,
+    unavailable: std::sync::atomic::AtomicBool,
     calls: std::sync::atomic::AtomicU64,
 }
 
@@ -577,6 +578,12 @@ impl InMemoryDeviceRegistry {
 
     pub fn deactivate(&self, tenant: &TenantId, device: &crate::model::DeviceId) {
         lock(&self.inactive).insert((tenant.to_string(), device.to_string()));
+    }
+
+    /// While set, every call fails as a registry outage would.
+    pub fn set_unavailable(&self, down: bool) {
+        self.unavailable
+            .store(down, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn calls(&self) -> u64 {
@@ -592,6 +599,13 @@ impl crate::ports::DeviceValidator for InMemoryDeviceRegistry {
     ) -> Result<crate::model::Validation, crate::error::ValidationError> {
         self.calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(crate::error::ValidationError {
+                tenant: tenant.to_string(),
+                device: device.to_string(),
+                reason: "registry unavailable".to_owned(),
+            });
+        }
         let inactive = lock(&self.inactive).contains(&(tenant.to_string(), device.to_string()));
         Ok(if inactive {
             crate::model::Validation::Invalid

@@ -90,6 +90,15 @@ pub enum Outcome {
     Retry {
         reason: String,
     },
+    /// Another delivery of the same occurrence holds it and records the outcome; this
+    /// copy comes back later and finds it.
+    Busy,
+    /// The trigger went out but its EXECUTED write failed. Redelivered so the write is
+    /// tried again (the resend carries the same execution id, for the consumer to drop);
+    /// never turned into FAILED, since the step did fire.
+    Unrecorded {
+        reason: String,
+    },
     /// Marked FAILED; the message stays unacknowledged so SQS moves it to the DLQ.
     Failed {
         reason: String,
@@ -155,11 +164,67 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             }
         };
         let outcome = self.execute(&key, msg, metrics).await;
-        if let Outcome::Retry { reason } = &outcome {
-            metrics.incr(Metric::Redelivered);
-            info!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, reason = %reason, "left for redelivery");
+        match outcome {
+            Outcome::Retry { reason } if msg.receive_count >= self.settings.max_receive_count => {
+                // This was the last delivery: SQS moves the message to the DLQ next, so the
+                // occurrence must say FAILED too, never stay QUEUED.
+                self.fail_on_last_receive(&key, reason, metrics).await
+            }
+            Outcome::Retry { ref reason } => {
+                metrics.incr(Metric::Redelivered);
+                info!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, reason = %reason, "left for redelivery");
+                outcome
+            }
+            Outcome::Busy => {
+                metrics.incr(Metric::Redelivered);
+                outcome
+            }
+            Outcome::Unrecorded { ref reason } => {
+                metrics.incr(Metric::Redelivered);
+                warn!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, error = %reason, "trigger sent, outcome not recorded; left for redelivery");
+                outcome
+            }
+            other => other,
         }
-        outcome
+    }
+
+    async fn fail_on_last_receive(
+        &self,
+        key: &ScheduleKey,
+        reason: String,
+        metrics: &Metrics,
+    ) -> Outcome {
+        let now = self.now();
+        let status = match self.store.get(key).await {
+            Ok(Some(item)) => item.status,
+            Ok(None) => return Outcome::Orphan,
+            Err(e) => {
+                return Outcome::Failed {
+                    reason: format!(
+                        "{reason}; and reading it failed: {}",
+                        crate::error::chain(&e)
+                    ),
+                };
+            }
+        };
+        if status == Status::Pending
+            && let Ok(c) = StatusChange::transition(Status::Pending, Status::Queued, now)
+        {
+            let _ = self.change(key, c).await;
+        }
+        if let Ok(c) = StatusChange::transition(Status::Queued, Status::Failed, now) {
+            match self.change(key, c.with_error(reason.clone())).await {
+                Ok(true) => {
+                    metrics.incr(Metric::Failed);
+                    warn!(pk = %key.pk, sk = %key.sk, error = %reason, "occurrence FAILED on its last delivery; its message goes to the DLQ");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(pk = %key.pk, sk = %key.sk, error = %e, "could not record FAILED; the scheduler reports it as stuck")
+                }
+            }
+        }
+        Outcome::Failed { reason }
     }
 
     async fn change(&self, key: &ScheduleKey, change: StatusChange) -> Result<bool, String> {
@@ -247,9 +312,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
                         metrics.incr(Metric::Duplicate);
                         Outcome::Duplicate { status: i.status }
                     }
-                    _ => Outcome::Retry {
-                        reason: "another delivery of this occurrence is in progress".to_owned(),
-                    },
+                    _ => Outcome::Busy,
                 };
             }
             Err(e) => {
@@ -431,7 +494,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
                     },
                     // Sent but not recorded: a redelivery may send again, with the same
                     // execution_id, which the consumer drops.
-                    Err(e) => Outcome::Retry {
+                    Err(e) => Outcome::Unrecorded {
                         reason: format!("trigger sent but EXECUTED not recorded: {e}"),
                     },
                 }
