@@ -465,7 +465,12 @@ async fn the_registry_being_down_does_not_stop_pre_validated_steps() {
     world.clock.advance(Duration::from_secs(30));
     world.execute_ready().await.unwrap();
     assert_eq!(world.triggers().len(), 1);
-    assert_eq!(world.metrics.get(schedule_core::metrics::Metric::ValidationUnavailable), 1);
+    assert_eq!(
+        world
+            .metrics
+            .get(schedule_core::metrics::Metric::ValidationUnavailable),
+        1
+    );
 }
 
 #[tokio::test]
