@@ -238,30 +238,33 @@ pub async fn run(options: Options) -> Result<(), String> {
             .advance_to(now + chrono::Duration::from_std(tick).map_err(|e| e.to_string())?);
     }
 
+    // Occurrences due within the simulated span, by status; the rest of the day's are
+    // still PENDING, waiting for their time.
     let mut by_status: BTreeMap<Status, usize> = BTreeMap::new();
+    let mut later = 0;
     for item in world.memory_store.items() {
-        *by_status.entry(item.status).or_default() += 1;
+        if item.scheduled_time.as_datetime() < end {
+            *by_status.entry(item.status).or_default() += 1;
+        } else {
+            later += 1;
+        }
     }
     println!();
     println!(
-        "after {} simulated ({runs} scheduler runs): {} triggers sent",
-        format_span(&options.duration),
-        printed
+        "after {} simulated ({runs} scheduler runs): {printed} triggers sent",
+        format_span(&options.duration)
     );
-    println!("{:<10}  {:>6}", "status", "count");
+    println!("occurrences due by {}:", short_time(end));
+    println!("  {:<10}  {:>6}", "status", "count");
     for (status, n) in &by_status {
-        println!("{:<10}  {:>6}", status.as_str(), n);
+        println!("  {:<10}  {:>6}", status.as_str(), n);
     }
-    if !lateness.is_empty() {
-        lateness.sort_unstable();
-        println!(
-            "lateness: max {} ms (sends never precede scheduled_time)",
-            lateness[lateness.len() - 1]
-        );
+    if let Some(max) = lateness.iter().max() {
+        println!("lateness: max {max} ms (a trigger is never sent before its scheduled_time)");
     }
-    if by_status.get(&Status::Pending).copied().unwrap_or(0) > 0 {
+    if later > 0 {
         println!(
-            "(PENDING occurrences are due after the simulated span; run longer with --duration)"
+            "{later} more occurrences are due later in the scanned horizon (run longer with --duration)"
         );
     }
     Ok(())
