@@ -144,3 +144,136 @@ pub fn sqs_event(messages: &[ReceivedMessage]) -> SqsEvent {
         .collect();
     event
 }
+
+/// A small seeded generator for fault injection (SplitMix64).
+#[derive(Debug)]
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Counts of the faults a [`ChaosStore`] injected.
+#[derive(Debug, Default)]
+pub struct Injected {
+    /// Calls refused before they reached the store.
+    pub before: AtomicU32,
+    /// Writes applied, then reported as failed (a crash or timeout after the write).
+    pub after: AtomicU32,
+}
+
+/// Wraps a store and, while enabled, fails calls at random: before they reach the store
+/// (`p_before`), or — for writes — after they were applied (`p_after`), as a timeout
+/// after a successful write looks to the caller. Seeded, so a failing case replays.
+#[derive(Debug)]
+pub struct ChaosStore<S> {
+    pub inner: S,
+    dice: Mutex<Dice>,
+    p_before: f64,
+    p_after: f64,
+    pub enabled: std::sync::atomic::AtomicBool,
+    pub injected: Injected,
+}
+
+impl<S> ChaosStore<S> {
+    pub fn new(inner: S, seed: u64, p_before: f64, p_after: f64) -> Self {
+        Self {
+            inner,
+            dice: Mutex::new(Dice(seed)),
+            p_before,
+            p_after,
+            enabled: std::sync::atomic::AtomicBool::new(true),
+            injected: Injected::default(),
+        }
+    }
+
+    fn fault(operation: &'static str, when: &str) -> StoreError {
+        StoreError::Transient {
+            operation,
+            source: format!("injected fault {when} {operation}").into(),
+        }
+    }
+
+    fn before(&self, operation: &'static str) -> Result<(), StoreError> {
+        if self.enabled.load(Ordering::Relaxed) && self.dice.lock().unwrap().roll() < self.p_before
+        {
+            self.injected.before.fetch_add(1, Ordering::Relaxed);
+            return Err(Self::fault(operation, "before"));
+        }
+        Ok(())
+    }
+
+    fn after<T>(
+        &self,
+        operation: &'static str,
+        result: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if result.is_ok()
+            && self.enabled.load(Ordering::Relaxed)
+            && self.dice.lock().unwrap().roll() < self.p_after
+        {
+            self.injected.after.fetch_add(1, Ordering::Relaxed);
+            return Err(Self::fault(operation, "after"));
+        }
+        result
+    }
+}
+
+impl<S: ScheduleStore> ScheduleStore for ChaosStore<S> {
+    fn status_shards(&self) -> u16 {
+        self.inner.status_shards()
+    }
+
+    async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+        self.before("PutItem")?;
+        let result = self.inner.create_if_absent(item).await;
+        self.after("PutItem", result)
+    }
+
+    async fn get(&self, key: &ScheduleKey) -> Result<Option<ScheduleItem>, StoreError> {
+        self.before("GetItem")?;
+        self.inner.get(key).await
+    }
+
+    async fn change_status(
+        &self,
+        key: &ScheduleKey,
+        change: &StatusChange,
+    ) -> Result<bool, StoreError> {
+        self.before("UpdateItem")?;
+        let result = self.inner.change_status(key, change).await;
+        self.after("UpdateItem", result)
+    }
+
+    async fn try_lease(
+        &self,
+        key: &ScheduleKey,
+        status: Status,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.before("UpdateItem")?;
+        let result = self.inner.try_lease(key, status, owner, until, now).await;
+        self.after("UpdateItem", result)
+    }
+
+    async fn query_due_page(
+        &self,
+        shard: &StatusShard,
+        before: Timestamp,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<DueEntry>, StoreError> {
+        self.before("Query")?;
+        self.inner
+            .query_due_page(shard, before, limit, cursor)
+            .await
+    }
+}

@@ -195,7 +195,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         metrics: &Metrics,
     ) -> Outcome {
         let now = self.now();
-        let status = match self.store.get(key).await {
+        let status = match self.read(key).await {
             Ok(Some(item)) => item.status,
             Ok(None) => return Outcome::Orphan,
             Err(e) => {
@@ -227,6 +227,18 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         Outcome::Failed { reason }
     }
 
+    /// A read, retried while the store is throttled: one slow moment must not cost a
+    /// delivery (after the last one, the occurrence is FAILED).
+    async fn read(
+        &self,
+        key: &ScheduleKey,
+    ) -> Result<Option<ScheduleItem>, crate::error::StoreError> {
+        let read = || self.store.get(key);
+        read.retry(self.settings.status_retry)
+            .when(|e| e.is_retryable())
+            .await
+    }
+
     async fn change(&self, key: &ScheduleKey, change: StatusChange) -> Result<bool, String> {
         let write = || self.store.change_status(key, &change);
         write
@@ -241,7 +253,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
     }
 
     async fn execute(&self, key: &ScheduleKey, msg: Incoming<'_>, metrics: &Metrics) -> Outcome {
-        let mut item = match self.store.get(key).await {
+        let mut item = match self.read(key).await {
             Ok(Some(item)) => item,
             Ok(None) => {
                 metrics.incr(Metric::OrphanMessage);
@@ -293,21 +305,24 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         }
 
         let now = self.now();
-        match self
-            .store
-            .try_lease(
+        let lease = || {
+            self.store.try_lease(
                 key,
                 Status::Queued,
                 msg.delivery_id,
                 now.plus(self.settings.lease),
                 now,
             )
+        };
+        match lease
+            .retry(self.settings.status_retry)
+            .when(|e| e.is_retryable())
             .await
         {
             Ok(true) => {}
             Ok(false) => {
                 // Another copy holds it, or it moved on since we read it.
-                return match self.store.get(key).await {
+                return match self.read(key).await {
                     Ok(Some(i)) if i.status.is_terminal() && i.status != Status::Failed => {
                         metrics.incr(Metric::Duplicate);
                         Outcome::Duplicate { status: i.status }
