@@ -152,7 +152,7 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         };
         let stop = Deadline::new(deadline, self.clock.now(), self.settings.deadline_margin);
         let scanned = scan_definitions(&self.definitions, self.settings.segments).await?;
-        let mut wanted: Vec<(Definition, Timestamp)> = Vec::new();
+        let mut definitions: Vec<Definition> = Vec::new();
         for entry in scanned {
             report.definitions += 1;
             let def = match entry {
@@ -166,14 +166,18 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
             };
             if request.tenant.as_ref().is_some_and(|t| *t != def.tenant_id) {
                 report.other_tenants += 1;
-                continue;
-            }
-            if !def.enabled {
+            } else if !def.enabled {
                 report.disabled += 1;
-                continue;
+            } else {
+                definitions.push(def);
             }
+        }
+        // Occurrences refer to their definition: a payload is copied only into the items
+        // being written, never once per occurrence up front.
+        let mut wanted: Vec<(&Definition, Timestamp)> = Vec::new();
+        for def in &definitions {
             match occurrences(&def.schedule, request.window) {
-                Ok(times) => wanted.extend(times.into_iter().map(|t| (def.clone(), t))),
+                Ok(times) => wanted.extend(times.into_iter().map(|t| (def, t))),
                 Err(RecurrenceError::NotYetSupported(kind)) => {
                     report.unsupported_schedules += 1;
                     metrics.incr(Metric::UnsupportedSchedule);
@@ -192,59 +196,44 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         });
 
         let validations = self.validate_devices(&wanted, &mut report, metrics).await;
-
         let now = Timestamp::from_datetime(self.clock.now());
-        let items: Vec<ScheduleItem> = wanted
-            .iter()
-            .map(|(def, at)| {
-                let mut item = ScheduleItem::pending(
-                    def,
-                    *at,
-                    now,
-                    self.settings.retention,
-                    self.settings.shards,
-                );
-                match validations.get(&(def.tenant_id.clone(), def.device_id.clone())) {
-                    Some(Validation::Invalid) => {
-                        item.status = Status::Skipped;
-                        item.status_shard = None;
-                        item.validation_result = Some(Validation::Invalid);
-                        item.last_error = Some("device is not active in the registry".to_owned());
-                    }
-                    Some(Validation::Valid) => item.validation_result = Some(Validation::Valid),
-                    // The registry could not answer: the executor validates again.
-                    None => {}
+        let item_of = |def: &Definition, at: Timestamp| {
+            let mut item =
+                ScheduleItem::pending(def, at, now, self.settings.retention, self.settings.shards);
+            match validations.get(&(def.tenant_id.clone(), def.device_id.clone())) {
+                Some(Validation::Invalid) => {
+                    item.status = Status::Skipped;
+                    item.status_shard = None;
+                    item.validation_result = Some(Validation::Invalid);
+                    item.last_error = Some("device is not active in the registry".to_owned());
                 }
-                item
+                Some(Validation::Valid) => item.validation_result = Some(Validation::Valid),
+                // The registry could not answer: the executor validates again.
+                None => {}
+            }
+            item
+        };
+
+        // Writes stream through a bounded window: at most `concurrency` items exist at once.
+        let mut writes = futures::stream::iter(wanted.iter())
+            .map(|(def, at)| async move {
+                if stop.near(self.clock.now()) {
+                    return None;
+                }
+                let item = item_of(def, *at);
+                let write = || self.store.create_if_absent(&item);
+                let result = write
+                    .retry(self.settings.write_retry.seeded(at.epoch_seconds() as u64))
+                    .when(|e| e.is_retryable())
+                    .await;
+                Some((item, result))
             })
-            .collect();
+            .buffered(self.settings.concurrency.max(1));
 
-        let results: Vec<Option<Result<bool, crate::error::StoreError>>> =
-            futures::stream::iter(items.iter())
-                .map(|item| async move {
-                    if stop.near(self.clock.now()) {
-                        return None;
-                    }
-                    let write = || self.store.create_if_absent(item);
-                    Some(
-                        write
-                            .retry(
-                                self.settings
-                                    .write_retry
-                                    .seeded(item.scheduled_time.epoch_seconds() as u64),
-                            )
-                            .when(|e| e.is_retryable())
-                            .await,
-                    )
-                })
-                .buffered(self.settings.concurrency.max(1))
-                .collect()
-                .await;
-
-        for (item, result) in items.iter().zip(results) {
+        while let Some(result) = writes.next().await {
             match result {
                 None => report.not_written += 1,
-                Some(Ok(true)) => {
+                Some((item, Ok(true))) => {
                     report.created += 1;
                     if item.status == Status::Skipped {
                         report.skipped_invalid_device += 1;
@@ -252,11 +241,11 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
                     }
                     metrics.incr(Metric::Materialized);
                 }
-                Some(Ok(false)) => {
+                Some((_, Ok(false))) => {
                     report.already_present += 1;
                     metrics.incr(Metric::AlreadyMaterialized);
                 }
-                Some(Err(e)) => {
+                Some((item, Err(e))) => {
                     report.write_errors += 1;
                     metrics.incr(Metric::WriteErrors);
                     warn!(pk = %item.key.pk, sk = %item.key.sk, error = %crate::error::chain(&e), "occurrence not written");
@@ -278,7 +267,7 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
     /// could not answer for are left out of the map.
     async fn validate_devices(
         &self,
-        wanted: &[(Definition, Timestamp)],
+        wanted: &[(&Definition, Timestamp)],
         report: &mut ScanReport,
         metrics: &Metrics,
     ) -> BTreeMap<(TenantId, DeviceId), Validation> {
