@@ -16,7 +16,7 @@ start)
         echo "emulator already running (pid $(cat "$pidfile")); scripts/emulator.sh stop first" >&2
         exit 1
     fi
-    nohup "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$root/target/emulator.log" 2>&1 &
+    nohup "$root/.venv/bin/python" "$root/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$root/target/emulator.log" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
         if "$root/.venv/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null; then
