@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use backon::Retryable;
 use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
 
@@ -93,6 +94,10 @@ pub trait ScheduleStore: Send + Sync {
     ) -> impl Future<Output = Result<Page<DueEntry>, StoreError>> + Send;
 }
 
+/// Retries of one throttled page of a paged read: one slow page must not fail a whole run.
+const PAGE_RETRY: crate::retry::RetryPolicy =
+    crate::retry::RetryPolicy::new(5, Duration::from_millis(50), Duration::from_secs(1), 0x9a6e);
+
 /// Every entry of `status` due before `before`, across all shards (queried concurrently,
 /// each paged to its end), in time order.
 pub async fn query_due<S: ScheduleStore>(
@@ -105,9 +110,8 @@ pub async fn query_due<S: ScheduleStore>(
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
-            let page = store
-                .query_due_page(&shard, before, page_size, cursor.as_ref())
-                .await?;
+            let fetch = || store.query_due_page(&shard, before, page_size, cursor.as_ref());
+            let page = fetch.retry(PAGE_RETRY).when(|e| e.is_retryable()).await?;
             out.extend(page.items);
             match page.next {
                 Some(c) => cursor = Some(c),
@@ -162,7 +166,8 @@ pub async fn scan_definitions<D: DefinitionSource>(
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
-            let page = source.scan_page(segment, segments, cursor.as_ref()).await?;
+            let fetch = || source.scan_page(segment, segments, cursor.as_ref());
+            let page = fetch.retry(PAGE_RETRY).when(|e| e.is_retryable()).await?;
             out.extend(page.items);
             match page.next {
                 Some(c) => cursor = Some(c),

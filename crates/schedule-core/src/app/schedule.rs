@@ -256,7 +256,12 @@ impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
         let now = Timestamp::from_datetime(self.clock.now());
         if entry.scheduled_time < now {
             // Overdue (skipped or failed runs): read its grace; rare in normal operation.
-            let item = match self.store.get(&entry.key).await {
+            let read = || self.store.get(&entry.key);
+            let item = match read
+                .retry(self.settings.status_retry)
+                .when(|e| e.is_retryable())
+                .await
+            {
                 Ok(Some(item)) if item.status == Status::Pending => item,
                 Ok(_) => return Prepared::Taken,
                 Err(e) => {
@@ -289,15 +294,20 @@ impl<S: ScheduleStore, Q: DispatchQueue, C: Clock> Scheduler<S, Q, C> {
                 };
             }
         }
-        match self
-            .store
-            .try_lease(
+        // Retried with the same owner: a lease that landed but whose answer was lost is
+        // simply renewed.
+        let lease = || {
+            self.store.try_lease(
                 &entry.key,
                 Status::Pending,
                 run_id,
                 now.plus(self.settings.lease),
                 now,
             )
+        };
+        match lease
+            .retry(self.settings.status_retry)
+            .when(|e| e.is_retryable())
             .await
         {
             Ok(true) => {}
