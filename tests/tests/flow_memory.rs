@@ -32,6 +32,22 @@ fn once(step: &str, device: &str, offset_s: i64) -> Definition {
     .unwrap()
 }
 
+/// A world whose action trigger queue refuses the first `fail_first` sends of each step.
+fn with_flaky_sink(
+    fail_first: u32,
+    settings: EmbeddedSettings,
+) -> Embedded<Arc<InMemoryScheduleStore>, FlakySink<Arc<InMemoryQueue>>> {
+    let clock = Arc::new(ManualClock::new(start()));
+    let memory = Arc::new(InMemoryScheduleStore::new(settings.shards));
+    let actions = Arc::new(InMemoryQueue::new(
+        "actions",
+        clock.clone(),
+        QueueSettings::default(),
+    ));
+    let sink = FlakySink::new(actions.clone(), fail_first);
+    Embedded::with_parts(clock, memory.clone(), memory, actions, sink, settings)
+}
+
 /// `n` one-time steps on dev-1, the first `first_s` after the start, then every `every_s`.
 fn steps(n: i64, first_s: i64, every_s: i64) -> Vec<Definition> {
     (0..n)
@@ -330,22 +346,7 @@ async fn overdue_within_grace_fires_at_once() {
 
 #[tokio::test]
 async fn a_sink_failing_twice_then_recovering_executes_with_retries_recorded() {
-    let clock = Arc::new(ManualClock::new(start()));
-    let memory = Arc::new(InMemoryScheduleStore::new(16));
-    let actions = Arc::new(InMemoryQueue::new(
-        "actions",
-        clock.clone(),
-        QueueSettings::default(),
-    ));
-    let flaky = FlakySink::new(actions.clone(), 2);
-    let world = Embedded::with_parts(
-        clock,
-        memory.clone(),
-        memory,
-        actions,
-        flaky,
-        EmbeddedSettings::default(),
-    );
+    let world = with_flaky_sink(2, EmbeddedSettings::default());
     seed(&world, &steps(5, 20, 0)).await;
     world.scan(&daily(start())).await.unwrap();
     world.schedule("run").await.unwrap();
@@ -371,26 +372,12 @@ async fn a_sink_failing_twice_then_recovering_executes_with_retries_recorded() {
 
 #[tokio::test]
 async fn a_sink_that_always_fails_ends_failed_with_the_message_in_the_dlq() {
-    let clock = Arc::new(ManualClock::new(start()));
-    let memory = Arc::new(InMemoryScheduleStore::new(16));
-    let actions = Arc::new(InMemoryQueue::new(
-        "actions",
-        clock.clone(),
-        QueueSettings::default(),
-    ));
-    let broken = FlakySink::new(actions.clone(), u32::MAX);
     let settings = EmbeddedSettings {
         execution_visibility: Duration::from_secs(30),
         ..Default::default()
     };
-    let world = Embedded::with_parts(
-        clock.clone(),
-        memory.clone(),
-        memory,
-        actions,
-        broken,
-        settings,
-    );
+    let world = with_flaky_sink(u32::MAX, settings);
+    let clock = world.clock.clone();
     seed(&world, &steps(3, 20, 0)).await;
     world.scan(&daily(start())).await.unwrap();
     world.schedule("run").await.unwrap();
