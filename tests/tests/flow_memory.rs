@@ -182,6 +182,17 @@ async fn each_due_step_fires_once_on_time_and_invalid_devices_are_skipped() {
         per_execution.values().all(|n| *n == 1),
         "a step fired twice"
     );
+    // Each trigger carries its tenant and execution id as message attributes.
+    for (t, attributes) in triggers.iter().zip(world.action_queue.peek_attributes()) {
+        assert!(
+            attributes.contains(&("tenant_id".to_owned(), t.tenant_id.to_string())),
+            "{attributes:?}"
+        );
+        assert!(
+            attributes.contains(&("execution_id".to_owned(), t.execution_id.to_string())),
+            "{attributes:?}"
+        );
+    }
     assert!(outcomes.iter().all(|o| o.acknowledge()), "{outcomes:?}");
     for item in world.memory_store.items() {
         assert!(

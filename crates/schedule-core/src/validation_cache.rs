@@ -80,10 +80,6 @@ impl<V: DeviceValidator + 'static> CachedValidator<V> {
         }
     }
 
-    pub fn stats(&self) -> &CacheStats {
-        &self.stats
-    }
-
     /// `(hits, misses)` so far.
     pub fn counts(&self) -> (u64, u64) {
         (

@@ -37,10 +37,6 @@ impl ManualClock {
             *t = to;
         }
     }
-
-    pub fn set(&self, to: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = to;
-    }
 }
 
 impl Clock for ManualClock {

@@ -376,10 +376,6 @@ impl InMemoryQueue {
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Messages held, visible or not.
     pub fn len(&self) -> usize {
         lock(&self.state).messages.len()
@@ -562,13 +558,12 @@ impl ActionSink for InMemoryQueue {
     }
 }
 
-/// A device registry in memory: every device is active unless marked otherwise; counts
-/// its calls, like a registry's access log would.
+/// A device registry in memory: every device is active unless marked inactive, and it
+/// can be made unavailable, as during an outage.
 #[derive(Debug, Default)]
 pub struct InMemoryDeviceRegistry {
     inactive: Mutex<std::collections::HashSet<(String, String)>>,
     unavailable: std::sync::atomic::AtomicBool,
-    calls: std::sync::atomic::AtomicU64,
 }
 
 impl InMemoryDeviceRegistry {
@@ -585,10 +580,6 @@ impl InMemoryDeviceRegistry {
         self.unavailable
             .store(down, std::sync::atomic::Ordering::Relaxed);
     }
-
-    pub fn calls(&self) -> u64 {
-        self.calls.load(std::sync::atomic::Ordering::Relaxed)
-    }
 }
 
 impl crate::ports::DeviceValidator for InMemoryDeviceRegistry {
@@ -597,8 +588,6 @@ impl crate::ports::DeviceValidator for InMemoryDeviceRegistry {
         tenant: &TenantId,
         device: &crate::model::DeviceId,
     ) -> Result<crate::model::Validation, crate::error::ValidationError> {
-        self.calls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(crate::error::ValidationError {
                 tenant: tenant.to_string(),

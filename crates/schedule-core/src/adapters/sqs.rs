@@ -38,15 +38,6 @@ impl SqsDispatchQueue {
         }
     }
 
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Sends one chunk (≤ 10). Entry ids in the request are the chunk positions, because
     /// SQS allows only `[A-Za-z0-9_-]{1,80}` there and the caller's ids may be anything.
     /// Returns the positions that failed, each with whether a retry may help and why.
