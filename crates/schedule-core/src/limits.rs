@@ -52,3 +52,10 @@ pub mod attr {
 pub const DEFAULT_SCHEDULE_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// How long after it was due an occurrence is kept (DynamoDB TTL).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// Occurrences of one schedule are at least this far apart: a typo such as `1s` for `1h`,
+/// or a cron seconds field of `*`, would otherwise materialize up to 86,400 items a day
+/// for one step.
+pub const MIN_OCCURRENCE_INTERVAL: Duration = Duration::from_secs(60);
+/// At most this many occurrences of one schedule in one UTC day (one a minute).
+pub const MAX_OCCURRENCES_PER_UTC_DAY: usize = 1_440;

@@ -16,8 +16,9 @@ pub enum Metric {
     AlreadyMaterialized,
     /// Definitions rejected with a reason (bad zone, bad cron, forged id, …).
     InvalidDefinition,
-    /// Definitions whose rule type cannot be expanded yet.
-    UnsupportedSchedule,
+    /// Definitions whose rule could not be expanded (they are validated when read, so
+    /// this counts what validation let through).
+    InvalidSchedule,
     /// Scanner writes that failed after retries.
     WriteErrors,
     /// Occurrences the scanner left unwritten at its deadline.
@@ -58,7 +59,7 @@ impl Metric {
             Metric::Materialized => "Materialized",
             Metric::AlreadyMaterialized => "AlreadyMaterialized",
             Metric::InvalidDefinition => "InvalidDefinition",
-            Metric::UnsupportedSchedule => "UnsupportedSchedule",
+            Metric::InvalidSchedule => "InvalidSchedule",
             Metric::WriteErrors => "WriteErrors",
             Metric::NotWritten => "NotWritten",
             Metric::Dispatched => "Dispatched",

@@ -15,7 +15,7 @@ use super::{AppError, Deadline};
 use crate::metrics::{Metric, Metrics};
 use crate::model::{Definition, DeviceId, ScheduleItem, Status, TenantId, Timestamp, Validation};
 use crate::ports::{Clock, DefinitionSource, DeviceValidator, ScheduleStore, scan_definitions};
-use crate::recurrence::{RecurrenceError, Window, occurrences};
+use crate::recurrence::{Window, occurrences};
 use crate::retry::RetryPolicy;
 
 #[derive(Debug, Clone)]
@@ -178,10 +178,10 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         for def in &definitions {
             match occurrences(&def.schedule, request.window) {
                 Ok(times) => wanted.extend(times.into_iter().map(|t| (def, t))),
-                Err(RecurrenceError::NotYetSupported(kind)) => {
+                Err(error) => {
                     report.unsupported_schedules += 1;
-                    metrics.incr(Metric::UnsupportedSchedule);
-                    warn!(tenant_id = %def.tenant_id, device_workflow_step_id = %def.device_workflow_step_id, schedule_type = kind, "schedule type cannot be expanded yet; definition skipped");
+                    metrics.incr(Metric::InvalidSchedule);
+                    warn!(tenant_id = %def.tenant_id, device_workflow_step_id = %def.device_workflow_step_id, %error, "schedule could not be expanded; definition skipped");
                 }
             }
         }

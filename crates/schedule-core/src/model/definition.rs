@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 
 use super::ids::{DeviceId, IdError, StepId, TenantId, WorkflowId};
 use super::time::{TimeError, Timestamp};
-use crate::limits::MAX_PAYLOAD_BYTES;
+use crate::limits::{MAX_PAYLOAD_BYTES, MIN_OCCURRENCE_INTERVAL};
+use crate::recurrence::{self, RecurrenceError};
 
 /// What is wrong with a definition: the field path, the offending value and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,15 +34,20 @@ impl DefinitionError {
     }
 }
 
+impl From<RecurrenceError> for DefinitionError {
+    fn from(e: RecurrenceError) -> Self {
+        Self::new(e.field(), e.value(), e.reason())
+    }
+}
+
 impl From<IdError> for DefinitionError {
     fn from(e: IdError) -> Self {
         Self::new(e.field, format!("{:?}", e.value), e.reason)
     }
 }
 
-/// The smallest repeat interval accepted: a typo such as `1s` for `1h` would otherwise
-/// materialize 86,400 occurrences a day for one step.
-pub const MIN_RATE: Duration = Duration::from_secs(60);
+/// The smallest repeat interval accepted (see [`MIN_OCCURRENCE_INTERVAL`]).
+pub const MIN_RATE: Duration = MIN_OCCURRENCE_INTERVAL;
 
 /// What to do with a local time that a daylight-saving jump skips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -92,6 +98,9 @@ pub enum Schedule {
         timezone: Tz,
         #[serde(skip_serializing_if = "Option::is_none")]
         end: Option<Timestamp>,
+        /// Local times the rule would give that do not fire (RFC 5545 EXDATE).
+        #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "ser_locals")]
+        exdate: Vec<NaiveDateTime>,
     },
 }
 
@@ -225,25 +234,23 @@ impl ScheduleSpec {
                 }
             }
             "cron" => Schedule::Cron {
-                expression: validate_cron(f.string("expression")?)?,
+                expression: f
+                    .string("expression")?
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 timezone: f.timezone("timezone")?,
                 start: f.opt_time("start")?,
                 end: f.opt_time("end")?,
             },
             "rrule" => {
-                let raw = f.string("dtstart")?;
-                let dtstart = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S").map_err(|_| {
-                    DefinitionError::new(
-                        "schedule.dtstart",
-                        format!("{raw:?}"),
-                        "expected a local time like 2026-11-02T08:00:00 (no offset; see timezone)",
-                    )
-                })?;
+                let rule = f.string("rule")?;
                 Schedule::Rrule {
-                    rule: validate_rrule(f.string("rule")?)?,
-                    dtstart,
+                    rule: rule.strip_prefix("RRULE:").unwrap_or(rule).to_owned(),
+                    dtstart: parse_local("schedule.dtstart", f.string("dtstart")?)?,
                     timezone: f.timezone("timezone")?,
                     end: f.opt_time("end")?,
+                    exdate: f.exdates("exdate")?,
                 }
             }
             other => {
@@ -295,14 +302,27 @@ impl ScheduleSpec {
             .opt_string("misfire_grace")?
             .map(|s| parse_span("schedule.misfire_grace", s))
             .transpose()?;
-        Ok(Self {
+        let spec = Self {
             rule,
             max_occurrences,
             on_missing_time,
             on_repeated_time,
             misfire_grace,
-        })
+        };
+        recurrence::validate(&spec)?;
+        Ok(spec)
     }
+}
+
+/// A local wall time `2026-11-02T08:00:00` (no offset: the schedule's zone applies).
+fn parse_local(field: &str, raw: &str) -> Result<NaiveDateTime, DefinitionError> {
+    NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S").map_err(|_| {
+        DefinitionError::new(
+            field,
+            format!("{raw:?}"),
+            "expected a local time like 2026-11-02T08:00:00 (no offset; see timezone)",
+        )
+    })
 }
 
 /// Parses a span such as `15m`: a positive integer and one unit of `s`, `m`, `h`, `d`.
@@ -328,52 +348,6 @@ pub fn parse_span(field: &str, raw: &str) -> Result<Duration, DefinitionError> {
         Some(secs) if secs > 0 && secs <= 366 * 86_400 * 100 => Ok(Duration::from_secs(secs)),
         _ => Err(err()),
     }
-}
-
-/// Checks the shape of a cron expression (5 fields, or 6 with seconds first, from the
-/// cron alphabet). Its full meaning is checked when it is expanded.
-fn validate_cron(expr: &str) -> Result<String, DefinitionError> {
-    let fields = expr.split_whitespace().count();
-    let alphabet_ok = expr.chars().all(|c| {
-        c.is_ascii_alphanumeric() || matches!(c, ' ' | '*' | ',' | '-' | '/' | '?' | 'L' | '#')
-    });
-    if !(fields == 5 || fields == 6) || !alphabet_ok {
-        return Err(DefinitionError::new(
-            "schedule.expression",
-            format!("{expr:?}"),
-            "expected 5 cron fields (minute hour day month weekday), or 6 with seconds first",
-        ));
-    }
-    Ok(expr.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
-/// Checks the shape of an RRULE (`KEY=VALUE` parts separated by `;`, with a `FREQ`).
-fn validate_rrule(rule: &str) -> Result<String, DefinitionError> {
-    let body = rule.strip_prefix("RRULE:").unwrap_or(rule);
-    let parts_ok = body.split(';').all(|p| {
-        p.split_once('=')
-            .is_some_and(|(k, v)| !k.is_empty() && !v.is_empty())
-    });
-    let freq_ok = body.split(';').any(|p| {
-        matches!(
-            p,
-            "FREQ=SECONDLY"
-                | "FREQ=MINUTELY"
-                | "FREQ=HOURLY"
-                | "FREQ=DAILY"
-                | "FREQ=WEEKLY"
-                | "FREQ=MONTHLY"
-                | "FREQ=YEARLY"
-        )
-    });
-    if !parts_ok || !freq_ok {
-        return Err(DefinitionError::new(
-            "schedule.rule",
-            format!("{rule:?}"),
-            "expected an RRULE like FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=8;BYMINUTE=0",
-        ));
-    }
-    Ok(body.to_owned())
 }
 
 struct Fields<'a> {
@@ -416,6 +390,33 @@ impl<'a> Fields<'a> {
     fn time(&self, key: &str) -> Result<Timestamp, DefinitionError> {
         self.opt_time(key)?
             .ok_or_else(|| DefinitionError::new(self.name(key), "<missing>", "is required"))
+    }
+
+    /// An optional list of local times; an error names the element, like `schedule.exdate[1]`.
+    fn exdates(&self, key: &str) -> Result<Vec<NaiveDateTime>, DefinitionError> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let field = format!("{}[{i}]", self.name(key));
+                    match v {
+                        Value::String(s) => parse_local(&field, s),
+                        other => Err(DefinitionError::new(
+                            field,
+                            short(other),
+                            "must be a local time string like 2026-12-24T08:00:00",
+                        )),
+                    }
+                })
+                .collect(),
+            Some(other) => Err(DefinitionError::new(
+                self.name(key),
+                short(other),
+                "must be a list of local times like [\"2026-12-24T08:00:00\"]",
+            )),
+        }
     }
 
     fn timezone(&self, key: &str) -> Result<Tz, DefinitionError> {
@@ -469,6 +470,10 @@ fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
 
 fn ser_local<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&t.format("%Y-%m-%dT%H:%M:%S"))
+}
+
+fn ser_locals<S: serde::Serializer>(ts: &[NaiveDateTime], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ts.iter().map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string()))
 }
 
 #[cfg(test)]
