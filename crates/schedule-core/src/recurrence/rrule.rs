@@ -187,9 +187,9 @@ impl RruleRule {
         }
         if r.freq > Freq::Monthly && r.byday.iter().any(|(_, n)| *n != 0) {
             return Err(err(format!(
-                "BYDAY ordinals like +1MO or -1FR only apply to FREQ=MONTHLY or FREQ=YEARLY, not FREQ={:?}",
-                r.freq
-            ).to_uppercase()));
+                "BYDAY ordinals like +1MO or -1FR only apply to FREQ=MONTHLY or FREQ=YEARLY, not FREQ={}",
+                format!("{:?}", r.freq).to_uppercase()
+            )));
         }
         if r.freq == Freq::Monthly && r.byday.iter().any(|(_, n)| n.abs() > 5) {
             return Err(err("BYDAY ordinals in a monthly rule must be within -5..5".into()));
