@@ -5,7 +5,7 @@
 //! UTC, so any offset change works (30-minute shifts in Australia/Lord_Howe, whole-day
 //! jumps), never by assuming one hour.
 
-use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone};
+use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike};
 use chrono_tz::Tz;
 
 use crate::model::{MissingTimePolicy, RepeatedTimePolicy};
@@ -62,7 +62,9 @@ pub(crate) struct Item {
 #[derive(Debug)]
 pub(crate) struct Resolver {
     tz: Tz,
-    day: Option<(NaiveDate, Option<i32>)>,
+    /// A local date, and when the whole day has one offset: the offset and the instant of
+    /// its midnight.
+    day: Option<(NaiveDate, Option<(i32, i64)>)>,
 }
 
 pub(crate) fn naive_secs(t: &NaiveDateTime) -> i64 {
@@ -95,8 +97,8 @@ impl Resolver {
             }
         };
         match whole_day {
-            Some(offset) => Resolution::Unique {
-                at: naive_secs(&local) - i64::from(offset),
+            Some((offset, midnight)) => Resolution::Unique {
+                at: midnight + i64::from(local.time().num_seconds_from_midnight()),
                 offset,
             },
             None => resolve(&self.tz, local),
@@ -105,7 +107,7 @@ impl Resolver {
 
     /// The day's offset when midnight and the next midnight both exist once with the same
     /// offset. Zones change offset at most once a day, so then every time between has it.
-    fn day_offset(&self, date: NaiveDate) -> Option<i32> {
+    fn day_offset(&self, date: NaiveDate) -> Option<(i32, i64)> {
         let start = date.and_hms_opt(0, 0, 0)?;
         let next = date.succ_opt()?.and_hms_opt(0, 0, 0)?;
         match (
@@ -113,7 +115,8 @@ impl Resolver {
             self.tz.offset_from_local_datetime(&next),
         ) {
             (LocalResult::Single(a), LocalResult::Single(b)) if a.fix() == b.fix() => {
-                Some(a.fix().local_minus_utc())
+                let offset = a.fix().local_minus_utc();
+                Some((offset, naive_secs(&start) - i64::from(offset)))
             }
             _ => None,
         }

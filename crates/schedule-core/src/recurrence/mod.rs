@@ -29,10 +29,10 @@ use chrono::{DateTime, Days, FixedOffset, NaiveDate, NaiveDateTime};
 use chrono_tz::Tz;
 
 use crate::limits::{MAX_OCCURRENCES_PER_UTC_DAY, MIN_OCCURRENCE_INTERVAL};
-use crate::model::{MissingTimePolicy, RepeatedTimePolicy, Schedule, ScheduleSpec, Timestamp};
+use crate::model::{Schedule, ScheduleSpec, Timestamp};
 
 use self::cron::{CronIter, CronRule};
-use self::local::{Item, Resolver, naive_secs};
+use self::local::{Item, Resolution, Resolver};
 use self::rrule::{Expanded, RruleIter, RruleRule};
 
 /// The most entries one [`preview`] returns.
@@ -490,39 +490,67 @@ impl Plan {
     }
 }
 
-/// Local times → items in instant order. An item is released once the source has moved
-/// far enough that nothing later can land before it: a local time `l` lands within 14 hours
-/// of `l` read as UTC, so 26 hours is safe.
+/// Local times → items in instant order. The wall clock only runs backwards inside a
+/// repeated hour, so the instant of a *unique* local time comes before every item of a
+/// later local time. Items of gaps and repeated times wait in a small sorted buffer; a
+/// unique time releases those before it and then goes straight through, unless a shifted
+/// time already holds its instant. (A shifted time reads `local + gap` on the clock, so it
+/// can come after the unique times that follow it.)
 fn drive<S: LocalSource>(
     mut src: S,
     tz: Tz,
     spec: &ScheduleSpec,
     visit: &mut dyn FnMut(&Item) -> bool,
 ) {
-    const SLACK: i64 = 26 * 3600;
-    let (missing, repeated): (MissingTimePolicy, RepeatedTimePolicy) =
-        (spec.on_missing_time, spec.on_repeated_time);
+    let (missing, repeated) = (spec.on_missing_time, spec.on_repeated_time);
     let mut resolver = Resolver::new(tz);
     let mut buf: VecDeque<Item> = VecDeque::new();
-    loop {
-        let next = src.next_local();
-        let watermark = next.as_ref().map_or(i64::MAX, |l| naive_secs(l) - SLACK);
-        while let Some(front) = buf.front() {
-            if front.at >= watermark {
-                break;
+    let mut last_fired: Option<i64> = None;
+    let mut emit = |item: &Item, last_fired: &mut Option<i64>| -> bool {
+        if item.fired {
+            if *last_fired == Some(item.at) {
+                return true;
             }
-            if let Some(item) = buf.pop_front()
-                && !visit(&item)
-            {
+            *last_fired = Some(item.at);
+        }
+        visit(item)
+    };
+    loop {
+        let Some(l) = src.next_local() else {
+            for item in &buf {
+                if !emit(item, &mut last_fired) {
+                    return;
+                }
+            }
+            return;
+        };
+        let resolution = resolver.resolve(l);
+        if let Resolution::Unique { at, offset } = resolution {
+            while buf.front().is_some_and(|f| f.at < at || (f.at == at && f.fired)) {
+                if let Some(item) = buf.pop_front()
+                    && !emit(&item, &mut last_fired)
+                {
+                    return;
+                }
+            }
+            let item = Item {
+                at,
+                fired: true,
+                offset,
+                local: l,
+                kind: local::Kind::Plain,
+                resolution,
+            };
+            if !emit(&item, &mut last_fired) {
                 return;
             }
-        }
-        let Some(l) = next else { return };
-        for item in local::apply(l, resolver.resolve(l), missing, repeated)
-            .into_iter()
-            .flatten()
-        {
-            insert(&mut buf, item);
+        } else {
+            for item in local::apply(l, resolution, missing, repeated)
+                .into_iter()
+                .flatten()
+            {
+                insert(&mut buf, item);
+            }
         }
     }
 }
