@@ -1,6 +1,9 @@
 //! Expansion and validation throughput:
 //! `cargo bench -p schedule-core --bench recurrence`.
 
+// A benchmark is a test harness: a rule that fails to parse should stop it loudly.
+#![allow(clippy::unwrap_used)]
+
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
 use schedule_core::model::{Definition, ScheduleSpec, Timestamp};
@@ -43,7 +46,9 @@ fn daily_cron_2026_berlin(bencher: Bencher) {
 fn weekly_rrule_2026_berlin(bencher: Bencher) {
     expand(
         bencher,
-        spec(json!({"type":"rrule","rule":"FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=8;BYMINUTE=0","dtstart":"2026-01-05T08:00:00","timezone":"Europe/Berlin"})),
+        spec(
+            json!({"type":"rrule","rule":"FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=8;BYMINUTE=0","dtstart":"2026-01-05T08:00:00","timezone":"Europe/Berlin"}),
+        ),
     );
 }
 
@@ -53,7 +58,9 @@ fn weekly_rrule_2026_berlin(bencher: Bencher) {
 fn minutely_counted_year_berlin(bencher: Bencher) {
     expand(
         bencher,
-        spec(json!({"type":"cron","expression":"* * * * *","timezone":"Europe/Berlin","start":"2026-01-01T00:00:00Z","max_occurrences":1_000_000})),
+        spec(
+            json!({"type":"cron","expression":"* * * * *","timezone":"Europe/Berlin","start":"2026-01-01T00:00:00Z","max_occurrences":1_000_000}),
+        ),
     );
 }
 

@@ -235,10 +235,7 @@ fn value(f: FieldSpec, tok: &str, part: &str) -> Result<u32, String> {
                     return Err(token_err(
                         f,
                         tok,
-                        &format!(
-                            "is neither a number nor a name ({})",
-                            f.names.join(", ")
-                        ),
+                        &format!("is neither a number nor a name ({})", f.names.join(", ")),
                     ));
                 }
             }

@@ -185,7 +185,8 @@ pub fn preview(
                 (from.epoch_seconds() - start.epoch_seconds() + step - 1) / step
             } as u64;
             for k in (first..limit).take(count) {
-                let Some(t) = Timestamp::from_epoch_seconds(start.epoch_seconds() + k as i64 * step)
+                let Some(t) =
+                    Timestamp::from_epoch_seconds(start.epoch_seconds() + k as i64 * step)
                 else {
                     break;
                 };
@@ -258,7 +259,9 @@ pub fn validate(spec: &ScheduleSpec) -> Result<(), RecurrenceError> {
             if spec.max_occurrences.is_some() && start.is_none() {
                 return Err(RecurrenceError::other(
                     "schedule.max_occurrences",
-                    spec.max_occurrences.map(|n| n.to_string()).unwrap_or_default(),
+                    spec.max_occurrences
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
                     "needs schedule.start with a cron rule: occurrences are counted from the first one",
                 ));
             }
@@ -268,7 +271,11 @@ pub fn validate(spec: &ScheduleSpec) -> Result<(), RecurrenceError> {
             start.map(|s| s.epoch_seconds()).unwrap_or(0)
         }
         Plan::Rrule {
-            rule, expanded, tz, end, ..
+            rule,
+            expanded,
+            tz,
+            end,
+            ..
         } => {
             if rule.seconds_per_minute() > 1 {
                 return Err(rule_error(format!(
@@ -526,7 +533,10 @@ fn drive<S: LocalSource>(
         };
         let resolution = resolver.resolve(l);
         if let Resolution::Unique { at, offset } = resolution {
-            while buf.front().is_some_and(|f| f.at < at || (f.at == at && f.fired)) {
+            while buf
+                .front()
+                .is_some_and(|f| f.at < at || (f.at == at && f.fired))
+            {
                 if let Some(item) = buf.pop_front()
                     && !emit(&item, &mut last_fired)
                 {

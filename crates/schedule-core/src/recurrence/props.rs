@@ -27,7 +27,10 @@ fn t(secs: i64) -> Timestamp {
 }
 
 fn local(secs: i64) -> String {
-    t(secs).as_datetime().format("%Y-%m-%dT%H:%M:%S").to_string()
+    t(secs)
+        .as_datetime()
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
 }
 
 fn cron_expr() -> impl Strategy<Value = String> {

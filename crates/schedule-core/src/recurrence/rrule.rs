@@ -192,7 +192,9 @@ impl RruleRule {
             )));
         }
         if r.freq == Freq::Monthly && r.byday.iter().any(|(_, n)| n.abs() > 5) {
-            return Err(err("BYDAY ordinals in a monthly rule must be within -5..5".into()));
+            return Err(err(
+                "BYDAY ordinals in a monthly rule must be within -5..5".into()
+            ));
         }
         Ok(r)
     }
@@ -352,8 +354,8 @@ impl Expanded {
             byyearday: rule.byyearday.clone(),
             byweekday: (!byweekday.is_empty()).then(|| Set::of(byweekday)),
             bynweekday,
-            byhour: byhour.map(|h| Set::of(h)),
-            byminute: byminute.map(|m| Set::of(m)),
+            byhour: byhour.map(Set::of),
+            byminute: byminute.map(Set::of),
             byminute_list,
             bysecond_list: bysecond,
             bysetpos: rule.bysetpos.clone(),
@@ -522,8 +524,8 @@ impl<'a> RruleIter<'a> {
             return e.timeset.clone();
         }
         let hour_bad = e.byhour.as_ref().is_some_and(|s| !s.has(self.hour));
-        let minute_bad = e.freq >= Freq::Minutely
-            && e.byminute.as_ref().is_some_and(|s| !s.has(self.minute));
+        let minute_bad =
+            e.freq >= Freq::Minutely && e.byminute.as_ref().is_some_and(|s| !s.has(self.minute));
         if hour_bad || minute_bad {
             Vec::new()
         } else {
@@ -611,7 +613,11 @@ impl<'a> RruleIter<'a> {
                 }
             }
             Freq::Hourly | Freq::Minutely => {
-                let unit = if self.e.freq == Freq::Hourly { 3600 } else { 60 };
+                let unit = if self.e.freq == Freq::Hourly {
+                    3600
+                } else {
+                    60
+                };
                 let now = start.and_hms_opt(self.hour as u32, self.minute as u32, 0);
                 let (Some(now), Some(goal)) = (now, target.and_hms_opt(0, 0, 0)) else {
                     return;
@@ -744,10 +750,16 @@ impl<'a> RruleIter<'a> {
     fn day_passes(&self, i: usize) -> bool {
         let e = self.e;
         let ii = &self.ii;
-        if e.bymonth.as_ref().is_some_and(|s| !s.has(i64::from(ii.mmask[i]))) {
+        if e.bymonth
+            .as_ref()
+            .is_some_and(|s| !s.has(i64::from(ii.mmask[i])))
+        {
             return false;
         }
-        if e.byweekday.as_ref().is_some_and(|s| !s.has(ii.wday(i as i64))) {
+        if e.byweekday
+            .as_ref()
+            .is_some_and(|s| !s.has(ii.wday(i as i64)))
+        {
             return false;
         }
         if !e.bynweekday.is_empty() && !ii.nwdaymask.get(i).copied().unwrap_or(false) {
@@ -832,7 +844,10 @@ impl<'a> RruleIter<'a> {
                 }
                 let step = match &e.byhour {
                     Some(set) => self.mod_distance(self.hour, set, 24),
-                    None => Some(((self.hour + iv).div_euclid(24), (self.hour + iv).rem_euclid(24))),
+                    None => Some((
+                        (self.hour + iv).div_euclid(24),
+                        (self.hour + iv).rem_euclid(24),
+                    )),
                 };
                 let Some((ndays, hour)) = step else {
                     self.done = true;

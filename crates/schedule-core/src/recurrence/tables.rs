@@ -103,7 +103,11 @@ fn preview_lists_moved_and_dropped_times_with_notes() {
     );
     assert_eq!(shift[0].0.as_deref(), Some("2026-03-29T01:30:00Z"));
     assert_eq!(shift[0].1, "2026-03-29T03:30:00+02:00");
-    assert!(shift[0].2.starts_with("shifted: 02:30 does not exist on 2026-03-29"));
+    assert!(
+        shift[0]
+            .2
+            .starts_with("shifted: 02:30 does not exist on 2026-03-29")
+    );
 
     let first = notes(
         json!({"type":"cron","expression":"30 2 * * *","timezone":"Europe/Berlin"}),
@@ -112,10 +116,20 @@ fn preview_lists_moved_and_dropped_times_with_notes() {
     );
     assert_eq!(first[0].0.as_deref(), Some("2026-10-25T00:30:00Z"));
     assert_eq!(first[0].1, "2026-10-25T02:30:00+02:00");
-    assert!(first[0].2.starts_with("repeated: first of two 02:30 on 2026-10-25 (clocks fall back from 03:00 to 02:00)"), "{}", first[0].2);
+    assert!(
+        first[0].2.starts_with(
+            "repeated: first of two 02:30 on 2026-10-25 (clocks fall back from 03:00 to 02:00)"
+        ),
+        "{}",
+        first[0].2
+    );
     assert_eq!(first[1].0, None, "the second 02:30 is previewed, not fired");
     assert_eq!(first[1].1, "2026-10-25T02:30:00+01:00");
-    assert!(first[1].2.starts_with("not fired: second of two 02:30"), "{}", first[1].2);
+    assert!(
+        first[1].2.starts_with("not fired: second of two 02:30"),
+        "{}",
+        first[1].2
+    );
     assert_eq!(first[2].0.as_deref(), Some("2026-10-26T01:30:00Z"));
 
     let both = notes(
@@ -134,7 +148,11 @@ fn preview_lists_moved_and_dropped_times_with_notes() {
     );
     assert_eq!(lh[0].1, "2026-04-05T01:45:00+11:00");
     assert_eq!(lh[1].1, "2026-04-05T01:45:00+10:30");
-    assert!(lh[0].2.contains("clocks fall back from 02:00 to 01:30"), "{}", lh[0].2);
+    assert!(
+        lh[0].2.contains("clocks fall back from 02:00 to 01:30"),
+        "{}",
+        lh[0].2
+    );
 }
 
 #[test]
@@ -146,12 +164,18 @@ fn preview_is_capped_and_honours_max_occurrences() {
             .len(),
         MAX_PREVIEW
     );
-    let counted = spec(json!({"type":"rrule","rule":"FREQ=DAILY;COUNT=3","dtstart":"2026-01-01T08:00:00","timezone":"Asia/Ho_Chi_Minh"}));
+    let counted = spec(
+        json!({"type":"rrule","rule":"FREQ=DAILY;COUNT=3","dtstart":"2026-01-01T08:00:00","timezone":"Asia/Ho_Chi_Minh"}),
+    );
     let p = preview(&counted, ts("2025-01-01T00:00:00Z"), 10).unwrap();
     let utc: Vec<_> = p.iter().map(|e| e.utc.unwrap().to_string()).collect();
     assert_eq!(
         utc,
-        ["2026-01-01T01:00:00Z", "2026-01-02T01:00:00Z", "2026-01-03T01:00:00Z"]
+        [
+            "2026-01-01T01:00:00Z",
+            "2026-01-02T01:00:00Z",
+            "2026-01-03T01:00:00Z"
+        ]
     );
     assert_eq!(p[0].local.to_rfc3339(), "2026-01-01T08:00:00+07:00");
 }
@@ -165,63 +189,227 @@ fn validation_errors_name_field_value_and_reason() {
     let cron = |e: &str| json!({"type":"cron","expression":e,"timezone":"Europe/Berlin"});
     let rrule = |r: &str| json!({"type":"rrule","rule":r,"dtstart":"2026-11-02T08:00:00","timezone":"Europe/Berlin"});
     let cases: Vec<(Value, &str, &str, &[&str])> = vec![
-        (cron("a b c d e"), "schedule.expression", "\"a b c d e\"", &["minute field", "\"a\"", "not a number"]),
-        (cron("0 8 * *"), "schedule.expression", "\"0 8 * *\"", &["5 cron fields", "found 4"]),
-        (cron("60 8 * * *"), "schedule.expression", "\"60 8 * * *\"", &["minute field", "\"60\"", "out of range 0-59"]),
-        (cron("0 24 * * *"), "schedule.expression", "\"0 24 * * *\"", &["hour field", "\"24\"", "0-23"]),
-        (cron("0 8 32 * *"), "schedule.expression", "\"0 8 32 * *\"", &["day-of-month field", "\"32\"", "1-31"]),
-        (cron("0 8 * FOO *"), "schedule.expression", "\"0 8 * FOO *\"", &["month field", "\"FOO\"", "JAN"]),
-        (cron("0 8 * * 8"), "schedule.expression", "\"0 8 * * 8\"", &["day-of-week field", "\"8\"", "0-7"]),
-        (cron("*/0 8 * * *"), "schedule.expression", "\"*/0 8 * * *\"", &["minute field", "step of 0"]),
-        (cron("0 20-8 * * *"), "schedule.expression", "\"0 20-8 * * *\"", &["hour field", "\"20-8\"", "start is after its end"]),
-        (cron("0 8 * * MON#6"), "schedule.expression", "\"0 8 * * MON#6\"", &["day-of-week field", "\"MON#6\"", "1-5"]),
-        (cron("0 8 * * L"), "schedule.expression", "\"0 8 * * L\"", &["day-of-week field", "weekday before L"]),
-        (cron("0 ? * * *"), "schedule.expression", "\"0 ? * * *\"", &["hour field", "only allowed in day-of-month and day-of-week"]),
-        (cron("0 1,,2 * * *"), "schedule.expression", "\"0 1,,2 * * *\"", &["hour field", "empty list item"]),
-        (cron("*/30 * * * * *"), "schedule.expression", "\"*/30 * * * * *\"", &["second field", "at least 60 seconds apart"]),
-        (cron("0 0 30 2 *"), "schedule.expression", "\"0 0 30 2 *\"", &["never fires"]),
-        (rrule("BYDAY=MO"), "schedule.rule", "\"BYDAY=MO\"", &["FREQ is required"]),
-        (rrule("FREQ=SECONDLY"), "schedule.rule", "\"FREQ=SECONDLY\"", &["SECONDLY", "at least 1 minute"]),
-        (rrule("FREQ=FORTNIGHTLY"), "schedule.rule", "\"FREQ=FORTNIGHTLY\"", &["FREQ", "\"FORTNIGHTLY\""]),
-        (rrule("FREQ=DAILY;COUNT=3;UNTIL=20261231T000000Z"), "schedule.rule", "\"FREQ=DAILY;COUNT=3;UNTIL=20261231T000000Z\"", &["COUNT and UNTIL"]),
-        (rrule("FREQ=DAILY;BYSECOND=0,30"), "schedule.rule", "\"FREQ=DAILY;BYSECOND=0,30\"", &["BYSECOND", "2 seconds", "60 seconds apart"]),
-        (rrule("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"), "schedule.rule", "\"FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30\"", &["never fires"]),
-        (rrule("FREQ=MONTHLY;BYMONTHDAY=0"), "schedule.rule", "\"FREQ=MONTHLY;BYMONTHDAY=0\"", &["BYMONTHDAY", "\"0\"", "1..31"]),
-        (rrule("FREQ=WEEKLY;BYDAY=XX"), "schedule.rule", "\"FREQ=WEEKLY;BYDAY=XX\"", &["BYDAY", "\"XX\"", "MO..SU"]),
-        (rrule("FREQ=WEEKLY;BYDAY=+1MO"), "schedule.rule", "\"FREQ=WEEKLY;BYDAY=+1MO\"", &["ordinals", "MONTHLY"]),
-        (rrule("FREQ=DAILY;INTERVAL=0"), "schedule.rule", "\"FREQ=DAILY;INTERVAL=0\"", &["INTERVAL", "\"0\""]),
-        (rrule("FREQ=DAILY;UNTIL=tomorrow"), "schedule.rule", "\"FREQ=DAILY;UNTIL=tomorrow\"", &["UNTIL", "TOMORROW"]),
-        (rrule("FREQ=DAILY;FREQ=WEEKLY"), "schedule.rule", "\"FREQ=DAILY;FREQ=WEEKLY\"", &["FREQ appears twice"]),
-        (rrule("FREQ=DAILY;BYWEEKNO=1"), "schedule.rule", "\"FREQ=DAILY;BYWEEKNO=1\"", &["BYWEEKNO", "not supported"]),
-        (rrule("FREQ=DAILY;COLOR=RED"), "schedule.rule", "\"FREQ=DAILY;COLOR=RED\"", &["unknown part", "COLOR"]),
-        (rrule("FREQ=MINUTELY;INTERVAL=2;BYHOUR=1;BYMINUTE=1"), "schedule.rule", "\"FREQ=MINUTELY;INTERVAL=2;BYHOUR=1;BYMINUTE=1\"", &["never fires"]),
+        (
+            cron("a b c d e"),
+            "schedule.expression",
+            "\"a b c d e\"",
+            &["minute field", "\"a\"", "not a number"],
+        ),
+        (
+            cron("0 8 * *"),
+            "schedule.expression",
+            "\"0 8 * *\"",
+            &["5 cron fields", "found 4"],
+        ),
+        (
+            cron("60 8 * * *"),
+            "schedule.expression",
+            "\"60 8 * * *\"",
+            &["minute field", "\"60\"", "out of range 0-59"],
+        ),
+        (
+            cron("0 24 * * *"),
+            "schedule.expression",
+            "\"0 24 * * *\"",
+            &["hour field", "\"24\"", "0-23"],
+        ),
+        (
+            cron("0 8 32 * *"),
+            "schedule.expression",
+            "\"0 8 32 * *\"",
+            &["day-of-month field", "\"32\"", "1-31"],
+        ),
+        (
+            cron("0 8 * FOO *"),
+            "schedule.expression",
+            "\"0 8 * FOO *\"",
+            &["month field", "\"FOO\"", "JAN"],
+        ),
+        (
+            cron("0 8 * * 8"),
+            "schedule.expression",
+            "\"0 8 * * 8\"",
+            &["day-of-week field", "\"8\"", "0-7"],
+        ),
+        (
+            cron("*/0 8 * * *"),
+            "schedule.expression",
+            "\"*/0 8 * * *\"",
+            &["minute field", "step of 0"],
+        ),
+        (
+            cron("0 20-8 * * *"),
+            "schedule.expression",
+            "\"0 20-8 * * *\"",
+            &["hour field", "\"20-8\"", "start is after its end"],
+        ),
+        (
+            cron("0 8 * * MON#6"),
+            "schedule.expression",
+            "\"0 8 * * MON#6\"",
+            &["day-of-week field", "\"MON#6\"", "1-5"],
+        ),
+        (
+            cron("0 8 * * L"),
+            "schedule.expression",
+            "\"0 8 * * L\"",
+            &["day-of-week field", "weekday before L"],
+        ),
+        (
+            cron("0 ? * * *"),
+            "schedule.expression",
+            "\"0 ? * * *\"",
+            &["hour field", "only allowed in day-of-month and day-of-week"],
+        ),
+        (
+            cron("0 1,,2 * * *"),
+            "schedule.expression",
+            "\"0 1,,2 * * *\"",
+            &["hour field", "empty list item"],
+        ),
+        (
+            cron("*/30 * * * * *"),
+            "schedule.expression",
+            "\"*/30 * * * * *\"",
+            &["second field", "at least 60 seconds apart"],
+        ),
+        (
+            cron("0 0 30 2 *"),
+            "schedule.expression",
+            "\"0 0 30 2 *\"",
+            &["never fires"],
+        ),
+        (
+            rrule("BYDAY=MO"),
+            "schedule.rule",
+            "\"BYDAY=MO\"",
+            &["FREQ is required"],
+        ),
+        (
+            rrule("FREQ=SECONDLY"),
+            "schedule.rule",
+            "\"FREQ=SECONDLY\"",
+            &["SECONDLY", "at least 1 minute"],
+        ),
+        (
+            rrule("FREQ=FORTNIGHTLY"),
+            "schedule.rule",
+            "\"FREQ=FORTNIGHTLY\"",
+            &["FREQ", "\"FORTNIGHTLY\""],
+        ),
+        (
+            rrule("FREQ=DAILY;COUNT=3;UNTIL=20261231T000000Z"),
+            "schedule.rule",
+            "\"FREQ=DAILY;COUNT=3;UNTIL=20261231T000000Z\"",
+            &["COUNT and UNTIL"],
+        ),
+        (
+            rrule("FREQ=DAILY;BYSECOND=0,30"),
+            "schedule.rule",
+            "\"FREQ=DAILY;BYSECOND=0,30\"",
+            &["BYSECOND", "2 seconds", "60 seconds apart"],
+        ),
+        (
+            rrule("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"),
+            "schedule.rule",
+            "\"FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30\"",
+            &["never fires"],
+        ),
+        (
+            rrule("FREQ=MONTHLY;BYMONTHDAY=0"),
+            "schedule.rule",
+            "\"FREQ=MONTHLY;BYMONTHDAY=0\"",
+            &["BYMONTHDAY", "\"0\"", "1..31"],
+        ),
+        (
+            rrule("FREQ=WEEKLY;BYDAY=XX"),
+            "schedule.rule",
+            "\"FREQ=WEEKLY;BYDAY=XX\"",
+            &["BYDAY", "\"XX\"", "MO..SU"],
+        ),
+        (
+            rrule("FREQ=WEEKLY;BYDAY=+1MO"),
+            "schedule.rule",
+            "\"FREQ=WEEKLY;BYDAY=+1MO\"",
+            &["ordinals", "MONTHLY"],
+        ),
+        (
+            rrule("FREQ=DAILY;INTERVAL=0"),
+            "schedule.rule",
+            "\"FREQ=DAILY;INTERVAL=0\"",
+            &["INTERVAL", "\"0\""],
+        ),
+        (
+            rrule("FREQ=DAILY;UNTIL=tomorrow"),
+            "schedule.rule",
+            "\"FREQ=DAILY;UNTIL=tomorrow\"",
+            &["UNTIL", "TOMORROW"],
+        ),
+        (
+            rrule("FREQ=DAILY;FREQ=WEEKLY"),
+            "schedule.rule",
+            "\"FREQ=DAILY;FREQ=WEEKLY\"",
+            &["FREQ appears twice"],
+        ),
+        (
+            rrule("FREQ=DAILY;BYWEEKNO=1"),
+            "schedule.rule",
+            "\"FREQ=DAILY;BYWEEKNO=1\"",
+            &["BYWEEKNO", "not supported"],
+        ),
+        (
+            rrule("FREQ=DAILY;COLOR=RED"),
+            "schedule.rule",
+            "\"FREQ=DAILY;COLOR=RED\"",
+            &["unknown part", "COLOR"],
+        ),
+        (
+            rrule("FREQ=MINUTELY;INTERVAL=2;BYHOUR=1;BYMINUTE=1"),
+            "schedule.rule",
+            "\"FREQ=MINUTELY;INTERVAL=2;BYHOUR=1;BYMINUTE=1\"",
+            &["never fires"],
+        ),
         (
             json!({"type":"cron","expression":"0 8 * * *","timezone":"UTC","max_occurrences":5}),
-            "schedule.max_occurrences", "5", &["needs schedule.start"],
+            "schedule.max_occurrences",
+            "5",
+            &["needs schedule.start"],
         ),
         (
             json!({"type":"cron","expression":"0 8 * * *","timezone":"UTC","start":"2026-05-01T00:00:00Z","end":"2026-04-01T00:00:00Z"}),
-            "schedule.end", "\"2026-04-01T00:00:00Z\"", &["must be after the start 2026-05-01T00:00:00Z"],
+            "schedule.end",
+            "\"2026-04-01T00:00:00Z\"",
+            &["must be after the start 2026-05-01T00:00:00Z"],
         ),
         (
             json!({"type":"rrule","rule":"FREQ=DAILY","dtstart":"2026-11-02T08:00:00","timezone":"UTC","end":"2026-01-01T00:00:00Z"}),
-            "schedule.end", "\"2026-01-01T00:00:00Z\"", &["must be after the start"],
+            "schedule.end",
+            "\"2026-01-01T00:00:00Z\"",
+            &["must be after the start"],
         ),
         (
             json!({"type":"rate","every":"1h","start":"2026-05-01T00:00:00Z","end":"2026-05-01T00:00:00Z"}),
-            "schedule.end", "\"2026-05-01T00:00:00Z\"", &["must be after the start"],
+            "schedule.end",
+            "\"2026-05-01T00:00:00Z\"",
+            &["must be after the start"],
         ),
         (
             json!({"type":"rrule","rule":"FREQ=WEEKLY","dtstart":"2026-11-02T08:00:00","timezone":"UTC","exdate":["2026-11-09T08:00:00","next week"]}),
-            "schedule.exdate[1]", "\"next week\"", &["local time like"],
+            "schedule.exdate[1]",
+            "\"next week\"",
+            &["local time like"],
         ),
         (
             json!({"type":"rrule","rule":"FREQ=WEEKLY","dtstart":"2026-11-02T08:00:00","timezone":"UTC","exdate":"2026-11-09T08:00:00"}),
-            "schedule.exdate", "\"2026-11-09T08:00:00\"", &["must be a list"],
+            "schedule.exdate",
+            "\"2026-11-09T08:00:00\"",
+            &["must be a list"],
         ),
         (
             json!({"type":"cron","expression":"0 8 * * *","timezone":"UTC","start":"2026-01-01T00:00:00Z","end":"2026-01-01T07:00:00Z"}),
-            "schedule.expression", "\"0 8 * * *\"", &["never fires between its start and schedule.end"],
+            "schedule.expression",
+            "\"0 8 * * *\"",
+            &["never fires between its start and schedule.end"],
         ),
     ];
     assert!(cases.len() >= 20);
@@ -233,9 +421,16 @@ fn validation_errors_name_field_value_and_reason() {
             "{schedule}: {err}"
         );
         for w in reason_words {
-            assert!(err.reason.contains(w), "{schedule}: reason {:?} lacks {w:?}", err.reason);
+            assert!(
+                err.reason.contains(w),
+                "{schedule}: reason {:?} lacks {w:?}",
+                err.reason
+            );
         }
-        assert_eq!(err.to_string(), format!("invalid {field} {value}: {}", err.reason));
+        assert_eq!(
+            err.to_string(),
+            format!("invalid {field} {value}: {}", err.reason)
+        );
     }
 }
 
@@ -246,8 +441,15 @@ fn exdate_round_trips_and_is_omitted_when_empty() {
     let back = serde_json::to_value(&s).unwrap();
     assert_eq!(back["exdate"], json!(["2026-11-09T08:00:00"]));
     assert_eq!(ScheduleSpec::from_json(&back).unwrap(), s);
-    let without = spec(json!({"type":"rrule","rule":"FREQ=WEEKLY","dtstart":"2026-11-02T08:00:00","timezone":"UTC"}));
-    assert!(serde_json::to_value(&without).unwrap().get("exdate").is_none());
+    let without = spec(
+        json!({"type":"rrule","rule":"FREQ=WEEKLY","dtstart":"2026-11-02T08:00:00","timezone":"UTC"}),
+    );
+    assert!(
+        serde_json::to_value(&without)
+            .unwrap()
+            .get("exdate")
+            .is_none()
+    );
 }
 
 // Generated by scripts/expected_occurrences.py (python-dateutil, zoneinfo, brute-force cron).
