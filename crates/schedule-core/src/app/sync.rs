@@ -222,7 +222,9 @@ impl<S: ScheduleStore, D: DefinitionSource, C: Clock> DefinitionSync<S, D, C> {
     ) -> BatchResult {
         let mut outcome = SyncOutcome::default();
         for (i, change) in changes.iter().enumerate() {
-            match self.apply(change, metrics).await {
+            // Boxed: the record's future nests retries inside bounded streams, deep enough
+            // to exceed the compiler's layout depth once inlined into the Lambda loop.
+            match Box::pin(self.apply(change, metrics)).await {
                 Ok(one) => outcome.add(&one),
                 Err(e) => {
                     warn!(event_id = %change.event_id, error = %crate::error::chain(&e), "definition change not applied; it and the records after it are retried");
