@@ -320,6 +320,13 @@ impl InMemoryDefinitionSource {
         lock(&self.rows).insert((pk.to_owned(), sk.to_owned()), value);
     }
 
+    /// Deletes a row, as the owning service does; `false` when there was none.
+    pub fn remove_raw(&self, pk: &str, sk: &str) -> bool {
+        lock(&self.rows)
+            .remove(&(pk.to_owned(), sk.to_owned()))
+            .is_some()
+    }
+
     pub fn len(&self) -> usize {
         lock(&self.rows).len()
     }
