@@ -200,7 +200,7 @@ pub struct BatchResult {
 /// The current state of the row, as the sync acts on it.
 enum Current {
     Absent,
-    Valid(Definition),
+    Valid(Box<Definition>),
     Invalid(String),
 }
 
@@ -314,7 +314,7 @@ impl<S: ScheduleStore, D: DefinitionSource, C: Clock> DefinitionSync<S, D, C> {
             .await?;
         Ok(match found {
             None => Current::Absent,
-            Some(Ok(def)) => Current::Valid(def),
+            Some(Ok(def)) => Current::Valid(Box::new(def)),
             Some(Err(bad)) => Current::Invalid(bad.error.to_string()),
         })
     }
