@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use schedule_core::adapters::sqs::{QueueSpec, create_queue};
-use schedule_core::config::{Env, ExecutorConfig, ScannerConfig, SchedulerConfig};
+use schedule_core::config::{Env, ExecutorConfig, ScannerConfig, SchedulerConfig, SyncConfig};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -110,6 +110,10 @@ impl AwsWorld {
 
     pub fn executor_config(&self) -> ExecutorConfig {
         ExecutorConfig::from_env(&self.lookup()).unwrap()
+    }
+
+    pub fn sync_config(&self) -> SyncConfig {
+        SyncConfig::from_env(&self.lookup()).unwrap()
     }
 
     pub async fn device(&self, tenant: &str, device: &str, state: DeviceState) {

@@ -611,3 +611,165 @@ pub async fn action_sink_sends_triggers_and_fifo_dedups<B: Backend>(b: &B) {
         }
     }
 }
+
+/// `item` as materialized from `version` of its definition, with a payload naming it.
+fn versioned(base: &ScheduleItem, version: u64) -> ScheduleItem {
+    let mut it = base.clone();
+    it.definition_version = version;
+    it.payload = json!({"action": "open_valve", "version": version})
+        .as_object()
+        .unwrap()
+        .clone();
+    it.created_at = ts("2026-11-26T09:00:00Z");
+    it
+}
+
+async fn pending_keys<S: ScheduleStore>(store: &S) -> Vec<ScheduleKey> {
+    keys(
+        &query_due(store, Status::Pending, ts("2026-11-27T00:00:00Z"), 100)
+            .await
+            .unwrap(),
+    )
+}
+
+/// Materialize creates once, takes a newer version over PENDING (Refreshed) and over
+/// CANCELLED (Reinstated), and leaves same, older, QUEUED and terminal alone; cancel
+/// takes PENDING of an older version out of the index with its reason.
+pub async fn materialize_and_cancel_follow_the_version<B: Backend>(b: &B) {
+    use schedule_core::ports::Materialized::*;
+    let store = b.store(16).await;
+    let base = item("acme", "s1", "2026-11-26T10:30:00Z", 16);
+    let key = base.key.clone();
+    let v1 = base.clone();
+    assert_eq!(
+        store.materialize(&v1).await.unwrap(),
+        Created,
+        "{}",
+        b.name()
+    );
+    assert_eq!(
+        store.get(&key).await.unwrap().as_ref(),
+        Some(&v1),
+        "{}",
+        b.name()
+    );
+    assert_eq!(store.materialize(&v1).await.unwrap(), Unchanged);
+
+    let v2 = versioned(&base, 2);
+    assert_eq!(
+        store.materialize(&v2).await.unwrap(),
+        Refreshed,
+        "{}",
+        b.name()
+    );
+    let got = store.get(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.definition_version, &got.payload),
+        (Status::Pending, 2, &v2.payload)
+    );
+    assert_eq!(got.created_at, v1.created_at, "bookkeeping is kept");
+    assert_eq!(pending_keys(&store).await, vec![key.clone()]);
+    assert_eq!(store.materialize(&v2).await.unwrap(), Unchanged);
+    assert_eq!(store.materialize(&v1).await.unwrap(), Unchanged, "older");
+    assert_eq!(
+        store.get(&key).await.unwrap().unwrap().definition_version,
+        2
+    );
+
+    assert!(!store.cancel(&key, 2, "same version").await.unwrap());
+    assert!(
+        store
+            .cancel(&key, 3, "definition disabled (version 3)")
+            .await
+            .unwrap()
+    );
+    let got = store.get(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.status,
+            got.cancelled_by_version,
+            got.last_error.as_deref()
+        ),
+        (
+            Status::Cancelled,
+            Some(3),
+            Some("definition disabled (version 3)")
+        ),
+        "{}",
+        b.name()
+    );
+    assert_eq!(got.status_shard, None);
+    assert!(pending_keys(&store).await.is_empty(), "{}", b.name());
+    assert!(!store.cancel(&key, 4, "again").await.unwrap());
+    assert_eq!(store.materialize(&v2).await.unwrap(), Unchanged);
+
+    let v4 = versioned(&base, 4);
+    assert_eq!(
+        store.materialize(&v4).await.unwrap(),
+        Reinstated,
+        "{}",
+        b.name()
+    );
+    let got = store.get(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.status,
+            got.definition_version,
+            got.cancelled_by_version,
+            got.last_error
+        ),
+        (Status::Pending, 4, None, None)
+    );
+    assert_eq!(got.payload, v4.payload);
+    assert_eq!(pending_keys(&store).await, vec![key.clone()]);
+
+    // QUEUED and terminal occurrences are never touched by either.
+    assert!(
+        store
+            .change_status(&key, &change(Status::Pending, Status::Queued))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.materialize(&versioned(&base, 5)).await.unwrap(),
+        Unchanged
+    );
+    assert!(!store.cancel(&key, 9, "late").await.unwrap());
+    assert!(
+        store
+            .change_status(&key, &change(Status::Queued, Status::Executed))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.materialize(&versioned(&base, 6)).await.unwrap(),
+        Unchanged
+    );
+    let got = store.get(&key).await.unwrap().unwrap();
+    assert_eq!((got.status, got.definition_version), (Status::Executed, 4));
+
+    let missing = item("acme", "s2", "2026-11-26T10:30:00Z", 16);
+    assert!(!store.cancel(&missing.key, 9, "absent").await.unwrap());
+    assert_eq!(store.get(&missing.key).await.unwrap(), None);
+}
+
+/// The scan horizon is absent until recorded, then only moves forward; the state item
+/// never shows up as an occurrence.
+pub async fn scan_horizon_only_moves_forward<B: Backend>(b: &B) {
+    let store = b.store(16).await;
+    assert_eq!(store.scan_horizon().await.unwrap(), None, "{}", b.name());
+    let t1 = ts("2026-11-27T01:00:00Z");
+    let t2 = ts("2026-11-28T01:00:00Z");
+    assert!(store.record_scan_horizon(t1).await.unwrap());
+    assert_eq!(store.scan_horizon().await.unwrap(), Some(t1));
+    assert!(store.record_scan_horizon(t2).await.unwrap());
+    assert!(!store.record_scan_horizon(t1).await.unwrap(), "backwards");
+    assert!(!store.record_scan_horizon(t2).await.unwrap(), "same");
+    assert_eq!(
+        store.scan_horizon().await.unwrap(),
+        Some(t2),
+        "{}",
+        b.name()
+    );
+    assert!(pending_keys(&store).await.is_empty());
+}

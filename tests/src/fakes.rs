@@ -11,7 +11,9 @@ use schedule_core::error::{QueueError, StoreError};
 use schedule_core::model::{
     ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, Timestamp, TriggerMessage,
 };
-use schedule_core::ports::{ActionSink, Cursor, DueEntry, Page, ReceivedMessage, ScheduleStore};
+use schedule_core::ports::{
+    ActionSink, Cursor, DueEntry, Materialized, Page, ReceivedMessage, ScheduleStore,
+};
 
 /// Fails the first `fail_first` sends of each execution id (or every send when
 /// `fail_first` is `u32::MAX`) with a retryable error, then passes sends through.
@@ -77,6 +79,27 @@ impl<S: ScheduleStore> ScheduleStore for LosesQueuedWrites<S> {
 
     async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
         self.inner.create_if_absent(item).await
+    }
+
+    async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        self.inner.materialize(item).await
+    }
+
+    async fn cancel(
+        &self,
+        key: &ScheduleKey,
+        cancelling_version: u64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.cancel(key, cancelling_version, reason).await
+    }
+
+    async fn scan_horizon(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.scan_horizon().await
+    }
+
+    async fn record_scan_horizon(&self, covered_to: Timestamp) -> Result<bool, StoreError> {
+        self.inner.record_scan_horizon(covered_to).await
     }
 
     async fn get(&self, key: &ScheduleKey) -> Result<Option<ScheduleItem>, StoreError> {
@@ -234,6 +257,34 @@ impl<S: ScheduleStore> ScheduleStore for ChaosStore<S> {
         self.before("PutItem")?;
         let result = self.inner.create_if_absent(item).await;
         self.after("PutItem", result)
+    }
+
+    async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        self.before("UpdateItem")?;
+        let result = self.inner.materialize(item).await;
+        self.after("UpdateItem", result)
+    }
+
+    async fn cancel(
+        &self,
+        key: &ScheduleKey,
+        cancelling_version: u64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        self.before("UpdateItem")?;
+        let result = self.inner.cancel(key, cancelling_version, reason).await;
+        self.after("UpdateItem", result)
+    }
+
+    async fn scan_horizon(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.before("GetItem")?;
+        self.inner.scan_horizon().await
+    }
+
+    async fn record_scan_horizon(&self, covered_to: Timestamp) -> Result<bool, StoreError> {
+        self.before("UpdateItem")?;
+        let result = self.inner.record_scan_horizon(covered_to).await;
+        self.after("UpdateItem", result)
     }
 
     async fn get(&self, key: &ScheduleKey) -> Result<Option<ScheduleItem>, StoreError> {

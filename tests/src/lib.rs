@@ -7,3 +7,4 @@ pub mod aws_world;
 pub mod backends;
 pub mod contract;
 pub mod fakes;
+pub mod streams;

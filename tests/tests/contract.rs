@@ -44,4 +44,6 @@ contract_cases!(
     definitions_put_get_scan,
     leases_exclude_others_until_released,
     action_sink_sends_triggers_and_fifo_dedups,
+    materialize_and_cancel_follow_the_version,
+    scan_horizon_only_moves_forward,
 );

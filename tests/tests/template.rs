@@ -184,6 +184,7 @@ fn functions_are_built_by_cargo_lambda_for_arm64() {
         ("DailyScannerFunction", "daily_scanner_v2"),
         ("SchedulerFunction", "scheduler_v2"),
         ("ExecutorFunction", "executor_v2"),
+        ("DefinitionSyncFunction", "definition_sync"),
     ] {
         let meta = &t["Resources"][resource]["Metadata"];
         assert_eq!(
@@ -210,7 +211,7 @@ fn functions_are_built_by_cargo_lambda_for_arm64() {
 /// Every variable a function's config requires is set on that function (or globally).
 #[test]
 fn each_function_gets_the_variables_its_config_requires() {
-    use schedule_core::config::{ExecutorConfig, ScannerConfig, SchedulerConfig};
+    use schedule_core::config::{ExecutorConfig, ScannerConfig, SchedulerConfig, SyncConfig};
     let t = template();
     let globals = t["Globals"]["Function"]["Environment"]["Variables"]
         .as_mapping()
@@ -219,6 +220,7 @@ fn each_function_gets_the_variables_its_config_requires() {
         ("DailyScannerFunction", ScannerConfig::REQUIRED),
         ("SchedulerFunction", SchedulerConfig::REQUIRED),
         ("ExecutorFunction", ExecutorConfig::REQUIRED),
+        ("DefinitionSyncFunction", SyncConfig::REQUIRED),
     ] {
         let own = t["Resources"][resource]["Properties"]["Environment"]["Variables"]
             .as_mapping()
@@ -231,4 +233,45 @@ fn each_function_gets_the_variables_its_config_requires() {
             );
         }
     }
+}
+
+/// Definition sync reads the definitions table's stream in order, reports partial
+/// failures, retries a bounded number of times and parks what it gives up on.
+#[test]
+fn definition_sync_reads_the_stream_with_bounded_retries_and_a_failure_queue() {
+    let t = template();
+    let table = resource(&t, "DefinitionsTable");
+    assert_eq!(
+        table["StreamSpecification"]["StreamViewType"].as_str(),
+        Some("NEW_AND_OLD_IMAGES"),
+        "the sync needs both images"
+    );
+    let f = resource(&t, "DefinitionSyncFunction");
+    let event = &f["Events"]["DefinitionChanges"];
+    assert_eq!(event["Type"].as_str(), Some("DynamoDB"));
+    let p = &event["Properties"];
+    let stream = format!("{:?}", p["Stream"]);
+    assert!(stream.contains("DefinitionsTable.StreamArn"), "{stream}");
+    assert_eq!(p["StartingPosition"].as_str(), Some("LATEST"));
+    assert_eq!(num(&p["BatchSize"]), 100);
+    assert_eq!(num(&p["MaximumBatchingWindowInSeconds"]), 1);
+    assert_eq!(p["BisectBatchOnFunctionError"].as_bool(), Some(true));
+    assert_eq!(num(&p["MaximumRetryAttempts"]), 5);
+    assert_eq!(num(&p["MaximumRecordAgeInSeconds"]), 21_600);
+    assert_eq!(
+        p["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    let on_failure = &p["DestinationConfig"]["OnFailure"];
+    assert_eq!(on_failure["Type"].as_str(), Some("SQS"));
+    let destination = format!("{:?}", on_failure["Destination"]);
+    assert!(
+        destination.contains("DefinitionSyncFailureQueue"),
+        "{destination}"
+    );
+    let queue = resource(&t, "DefinitionSyncFailureQueue");
+    assert_eq!(
+        num(&queue["MessageRetentionPeriod"]),
+        DLQ_RETENTION.as_secs()
+    );
 }

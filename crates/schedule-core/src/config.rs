@@ -229,6 +229,37 @@ impl ExecutorConfig {
     }
 }
 
+/// `definition_sync`.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub store: StoreConfig,
+    pub definitions_table: String,
+    pub sync: crate::app::sync::SyncSettings,
+}
+
+impl SyncConfig {
+    /// Variables the template must set for this function.
+    pub const REQUIRED: &[&str] = &["SCHEDULE_TABLE", "DEFINITIONS_TABLE"];
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let store = StoreConfig::from_env(env)?;
+        let defaults = crate::app::sync::SyncSettings::default();
+        let sync = crate::app::sync::SyncSettings {
+            lookback: env.span("SYNC_LOOKBACK", defaults.lookback)?,
+            concurrency: env.number("SYNC_CONCURRENCY", defaults.concurrency as u64, 1..=256)?
+                as usize,
+            retention: store.retention,
+            shards: store.status_shards,
+            ..defaults
+        };
+        Ok(Self {
+            definitions_table: env.required("DEFINITIONS_TABLE")?,
+            store,
+            sync,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +327,36 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((ok.scan.shards, ok.validation.registry_url), (8, None));
+    }
+
+    #[test]
+    fn sync_config_names_what_is_missing_or_wrong() {
+        let err = SyncConfig::from_env(&env(&[("SCHEDULE_TABLE", "t")])).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("DEFINITIONS_TABLE"));
+        let err = SyncConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("DEFINITIONS_TABLE", "d"),
+            ("SYNC_LOOKBACK", "soon"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("SYNC_LOOKBACK") && err.to_string().contains("soon"),
+            "{err}"
+        );
+        let ok = SyncConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("DEFINITIONS_TABLE", "d"),
+            ("STATUS_SHARDS", "4"),
+            ("SYNC_LOOKBACK", "10m"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                ok.sync.shards,
+                ok.sync.lookback,
+                ok.definitions_table.as_str()
+            ),
+            (4, Duration::from_secs(600), "d")
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! | [`recurrence`] | schedule rules → occurrences inside a window — pure |
 //! | [`ports`] | the small traits the use cases need: [`ports::ScheduleStore`], [`ports::DefinitionSource`], [`ports::DispatchQueue`], [`ports::ActionSink`], [`ports::Clock`] |
 //! | [`adapters`] | DynamoDB and SQS behind the ports, and [`adapters::memory`], the embedded twin with the same semantics |
-//! | [`app`] | use cases generic over the ports: [`app::scan`], [`app::schedule`], [`app::execute`] |
+//! | [`app`] | use cases generic over the ports: [`app::scan`], [`app::schedule`], [`app::execute`], [`app::sync`] (definition changes from the stream) |
 //! | [`validation_cache`] | the device-validation cache (positive and negative TTLs, one call per concurrent miss) |
 //! | [`metrics`] | CloudWatch embedded metric format |
 //! | [`retry`] | backoff policy (exponential, jittered, seeded) for retryable errors |

@@ -51,6 +51,16 @@ pub enum Metric {
     ValidationUnavailable,
     /// `sent_at - scheduled_time` of each executed trigger.
     LatenessMs,
+    /// Definition stream records handled by definition sync.
+    SyncRecords,
+    /// PENDING occurrences brought to a newer definition version.
+    Refreshed,
+    /// CANCELLED occurrences a newer definition version yields again.
+    Reinstated,
+    /// PENDING occurrences cancelled because their definition changed.
+    Cancelled,
+    /// Stream records older than the definition's current version (replays, duplicates).
+    StaleRecordIgnored,
 }
 
 impl Metric {
@@ -79,6 +89,11 @@ impl Metric {
             Metric::ValidationCacheMiss => "ValidationCacheMiss",
             Metric::ValidationUnavailable => "ValidationUnavailable",
             Metric::LatenessMs => "LatenessMs",
+            Metric::SyncRecords => "SyncRecords",
+            Metric::Refreshed => "Refreshed",
+            Metric::Reinstated => "Reinstated",
+            Metric::Cancelled => "Cancelled",
+            Metric::StaleRecordIgnored => "StaleRecordIgnored",
         }
     }
 

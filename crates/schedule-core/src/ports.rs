@@ -45,6 +45,21 @@ pub struct DueEntry {
     pub status_shard: StatusShard,
 }
 
+/// What [`ScheduleStore::materialize`] did to one occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Materialized {
+    /// It was absent and is now written as given.
+    Created,
+    /// It was PENDING with an older definition version and now carries the new version
+    /// and payload.
+    Refreshed,
+    /// It was CANCELLED by an older definition version and the new version yields it
+    /// again: PENDING once more, with the new version and payload, back in the index.
+    Reinstated,
+    /// Left exactly as it was: same or newer version, or already QUEUED or terminal.
+    Unchanged,
+}
+
 /// The schedule table: one item per occurrence.
 pub trait ScheduleStore: Send + Sync {
     /// Number of `status_shard` values per status this store writes.
@@ -55,6 +70,37 @@ pub trait ScheduleStore: Send + Sync {
     fn create_if_absent(
         &self,
         item: &ScheduleItem,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Writes the occurrence `item` for its `definition_version`, in one conditional
+    /// write: absent → created as given; PENDING or CANCELLED with an older version → PENDING
+    /// with the new version and payload ([`Materialized::Refreshed`],
+    /// [`Materialized::Reinstated`]); anything else is left alone
+    /// ([`Materialized::Unchanged`]), so a replay never resets a status.
+    fn materialize(
+        &self,
+        item: &ScheduleItem,
+    ) -> impl Future<Output = Result<Materialized, StoreError>> + Send;
+
+    /// Cancels a PENDING occurrence materialized from a version older than
+    /// `cancelling_version`: CANCELLED, out of the index, `reason` in `last_error`,
+    /// `cancelled_by_version` recorded. `Ok(false)`: missing, not PENDING (QUEUED and
+    /// terminal ones are left alone) or already of that version or newer.
+    fn cancel(
+        &self,
+        key: &ScheduleKey,
+        cancelling_version: u64,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The end of the window the last complete daily scan covered, if one was recorded.
+    fn scan_horizon(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+
+    /// Records that every definition is materialized up to `covered_to`. Only moves
+    /// forward: `Ok(false)` when an equal or later horizon is already recorded.
+    fn record_scan_horizon(
+        &self,
+        covered_to: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// A strongly consistent read.
@@ -290,6 +336,33 @@ impl<T: ScheduleStore + ?Sized> ScheduleStore for std::sync::Arc<T> {
         item: &ScheduleItem,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).create_if_absent(item)
+    }
+
+    fn materialize(
+        &self,
+        item: &ScheduleItem,
+    ) -> impl Future<Output = Result<Materialized, StoreError>> + Send {
+        (**self).materialize(item)
+    }
+
+    fn cancel(
+        &self,
+        key: &ScheduleKey,
+        cancelling_version: u64,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).cancel(key, cancelling_version, reason)
+    }
+
+    fn scan_horizon(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send {
+        (**self).scan_horizon()
+    }
+
+    fn record_scan_horizon(
+        &self,
+        covered_to: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).record_scan_horizon(covered_to)
     }
 
     fn get(

@@ -7,19 +7,22 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType, StreamSpecification,
+    StreamViewType,
 };
 use serde_json::{Map, Number, Value};
 
 use super::aws_error::{conditional_write, store_error};
 use crate::error::StoreError;
 use crate::limits::{STATUS_INDEX_NAME, attr};
+use crate::model::scan_state::{COVERED_TO_ATTR, scan_horizon_key};
 use crate::model::{
     Definition, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId,
     TenantId, Timestamp, Validation, WorkflowId, shard_of,
 };
 use crate::ports::{
-    Cursor, DefinitionSource, DueEntry, InvalidDefinition, Page, ScannedDefinition, ScheduleStore,
+    Cursor, DefinitionSource, DueEntry, InvalidDefinition, Materialized, Page, ScannedDefinition,
+    ScheduleStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -104,6 +107,9 @@ pub(crate) fn item_to_av(item: &ScheduleItem) -> Item {
     }
     if let Some(t) = item.lease_until {
         m.insert("lease_until".into(), s(t.to_string()));
+    }
+    if let Some(v) = item.cancelled_by_version {
+        m.insert("cancelled_by_version".into(), n(v));
     }
     m
 }
@@ -234,6 +240,7 @@ pub(crate) fn item_from_av(item: &Item) -> Result<ScheduleItem, StoreError> {
         lateness_ms: r.opt_n("lateness_ms")?,
         lease_owner: r.opt_s("lease_owner")?.map(str::to_owned),
         lease_until: r.opt_time("lease_until")?,
+        cancelled_by_version: r.opt_n("cancelled_by_version")?,
     })
 }
 
@@ -258,6 +265,176 @@ impl ScheduleStore for DynamoScheduleStore {
             .send()
             .await;
         conditional_write("PutItem", out)
+    }
+
+    async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        if item.status != Status::Pending {
+            // Pre-judged SKIPPED (invalid device): only ever created, as the memory twin does.
+            return Ok(if self.create_if_absent(item).await? {
+                Materialized::Created
+            } else {
+                Materialized::Unchanged
+            });
+        }
+        // One conditional UpdateItem for every case: it creates the item when absent, and
+        // takes the new version over a PENDING or CANCELLED item of an older one. Fields
+        // that are bookkeeping keep their stored value (`if_not_exists`). The old image
+        // tells which case applied.
+        let mut set = vec![
+            "#status = :pending",
+            "#shard = :shard",
+            "tenant_id = :tenant",
+            "device_workflow_step_id = :step",
+            "device_id = :device",
+            "workflow_id = :workflow",
+            "#time = :time",
+            "definition_version = :version",
+            "#payload = :payload",
+            "#ttl = :ttl",
+            "created_at = if_not_exists(created_at, :created)",
+            "retry_count = if_not_exists(retry_count, :retries)",
+        ];
+        let mut remove = vec!["last_error", "cancelled_by_version"];
+        let mut values: Item = HashMap::new();
+        let shard = StatusShard::new(Status::Pending, shard_of(&item.key, self.shards));
+        values.insert(":pending".into(), s(Status::Pending.as_str()));
+        values.insert(":cancelled".into(), s(Status::Cancelled.as_str()));
+        values.insert(":shard".into(), s(shard.as_str()));
+        values.insert(":tenant".into(), s(item.tenant_id.as_str()));
+        values.insert(":step".into(), s(item.device_workflow_step_id.as_str()));
+        values.insert(":device".into(), s(item.device_id.as_str()));
+        values.insert(":workflow".into(), s(item.workflow_id.as_str()));
+        values.insert(":time".into(), s(item.scheduled_time.to_string()));
+        values.insert(":version".into(), n(item.definition_version));
+        values.insert(
+            ":payload".into(),
+            AttributeValue::M(json_map_to_av(&item.payload)),
+        );
+        values.insert(":ttl".into(), n(item.ttl));
+        values.insert(":created".into(), s(item.created_at.to_string()));
+        values.insert(":retries".into(), n(item.retry_count));
+        if item.validation_result == Some(Validation::Valid) {
+            set.push("validation_result = :valid");
+            values.insert(":valid".into(), s(Validation::Valid.as_str()));
+        } else {
+            remove.push("validation_result");
+        }
+        if let Some(g) = item.misfire_grace {
+            set.push("misfire_grace = :grace");
+            values.insert(":grace".into(), n(g.as_secs()));
+        } else {
+            remove.push("misfire_grace");
+        }
+        let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&item.key.pk))
+            .key(attr::SK, s(&item.key.sk))
+            .update_expression(update)
+            .condition_expression(
+                "attribute_not_exists(PK) \
+                 OR (#status = :pending AND definition_version < :version) \
+                 OR (#status = :cancelled AND definition_version < :version)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#shard", attr::STATUS_SHARD)
+            .expression_attribute_names("#time", attr::SCHEDULED_TIME)
+            .expression_attribute_names("#payload", "payload")
+            .expression_attribute_names("#ttl", attr::TTL)
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        let old = match out {
+            Ok(o) => o.attributes,
+            Err(e) => {
+                // A failed condition is the "leave it alone" case; other errors propagate.
+                conditional_write::<(), _, _>("UpdateItem", Err(e))?;
+                return Ok(Materialized::Unchanged);
+            }
+        };
+        let old_status = old
+            .as_ref()
+            .and_then(|o| o.get("status"))
+            .and_then(|v| v.as_s().ok())
+            .map(|st| st.parse::<Status>());
+        match old_status {
+            None => Ok(Materialized::Created),
+            Some(Ok(Status::Pending)) => Ok(Materialized::Refreshed),
+            Some(Ok(Status::Cancelled)) => Ok(Materialized::Reinstated),
+            Some(other) => Err(StoreError::Corrupt {
+                key: item.key.to_string(),
+                reason: format!(
+                    "materialize replaced an item whose status was {other:?}, not PENDING or CANCELLED"
+                ),
+            }),
+        }
+    }
+
+    async fn cancel(
+        &self,
+        key: &ScheduleKey,
+        cancelling_version: u64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .update_expression(
+                "SET #status = :cancelled, last_error = :reason, cancelled_by_version = :version \
+                 REMOVE #shard, lease_owner, lease_until",
+            )
+            .condition_expression("#status = :pending AND definition_version < :version")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#shard", attr::STATUS_SHARD)
+            .expression_attribute_values(":cancelled", s(Status::Cancelled.as_str()))
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":version", n(cancelling_version))
+            .send()
+            .await;
+        conditional_write("UpdateItem", out)
+    }
+
+    async fn scan_horizon(&self) -> Result<Option<Timestamp>, StoreError> {
+        let key = scan_horizon_key();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        Reader::new(&item).opt_time(COVERED_TO_ATTR)
+    }
+
+    async fn record_scan_horizon(&self, covered_to: Timestamp) -> Result<bool, StoreError> {
+        let key = scan_horizon_key();
+        // Times are fixed-width UTC strings, so string order is time order.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .update_expression("SET #covered = :to")
+            .condition_expression("attribute_not_exists(#covered) OR #covered < :to")
+            .expression_attribute_names("#covered", COVERED_TO_ATTR)
+            .expression_attribute_values(":to", s(covered_to.to_string()))
+            .send()
+            .await;
+        conditional_write("UpdateItem", out)
     }
 
     async fn get(&self, key: &ScheduleKey) -> Result<Option<ScheduleItem>, StoreError> {

@@ -17,7 +17,8 @@ use crate::model::{
 };
 use crate::ports::{
     ActionSink, Clock, Cursor, DefinitionSource, DispatchQueue, DueEntry, InvalidDefinition,
-    OutgoingMessage, Page, ReceivedMessage, ScannedDefinition, ScheduleStore, SendReport,
+    Materialized, OutgoingMessage, Page, ReceivedMessage, ScannedDefinition, ScheduleStore,
+    SendReport,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -32,6 +33,8 @@ struct Table {
     items: BTreeMap<ScheduleKey, ScheduleItem>,
     /// The sparse GSI: only items that carry `status_shard`.
     index: BTreeSet<IndexKey>,
+    /// The scanner's state item (`covered_to`), kept apart from the occurrences.
+    scan_horizon: Option<Timestamp>,
 }
 
 impl Table {
@@ -40,6 +43,44 @@ impl Table {
             .clone()
             .map(|s| (s, item.scheduled_time, item.key.clone()))
     }
+
+    /// Replaces the stored item with `f` applied to it, keeping the index in step.
+    fn update(&mut self, key: &ScheduleKey, f: impl FnOnce(&mut ScheduleItem)) {
+        let Some(item) = self.items.get_mut(key) else {
+            return;
+        };
+        let before = Table::index_key(item);
+        f(item);
+        let after = Table::index_key(item);
+        if let Some(ix) = before {
+            self.index.remove(&ix);
+        }
+        if let Some(ix) = after {
+            self.index.insert(ix);
+        }
+    }
+}
+
+/// The part of an occurrence that comes from its definition and that a newer version
+/// replaces (the reference semantics of `materialize`; DynamoDB does the same in one
+/// conditional update). Bookkeeping (`created_at`, retries, leases) is kept.
+fn take_definition_fields(stored: &mut ScheduleItem, from: &ScheduleItem, shards: u16) {
+    stored.status = Status::Pending;
+    stored.status_shard = Some(StatusShard::new(
+        Status::Pending,
+        crate::model::shard_of(&stored.key, shards),
+    ));
+    stored.device_id = from.device_id.clone();
+    stored.workflow_id = from.workflow_id.clone();
+    stored.definition_version = from.definition_version;
+    stored.payload = from.payload.clone();
+    stored.misfire_grace = from.misfire_grace;
+    stored.ttl = from.ttl;
+    stored.validation_result = from
+        .validation_result
+        .filter(|v| *v == crate::model::Validation::Valid);
+    stored.last_error = None;
+    stored.cancelled_by_version = None;
 }
 
 /// The schedule table in memory.
@@ -77,6 +118,72 @@ impl ScheduleStore for InMemoryScheduleStore {
             t.index.insert(ix);
         }
         t.items.insert(item.key.clone(), item.clone());
+        Ok(true)
+    }
+
+    async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        let mut t = lock(&self.table);
+        let outcome = match t.items.get(&item.key) {
+            None => {
+                if let Some(ix) = Table::index_key(item) {
+                    t.index.insert(ix);
+                }
+                t.items.insert(item.key.clone(), item.clone());
+                return Ok(Materialized::Created);
+            }
+            // An occurrence pre-judged SKIPPED (invalid device) is only ever created: the
+            // executor validates the device of a PENDING one again anyway.
+            Some(_) if item.status != Status::Pending => Materialized::Unchanged,
+            Some(stored) if stored.definition_version >= item.definition_version => {
+                Materialized::Unchanged
+            }
+            Some(stored) => match stored.status {
+                Status::Pending => Materialized::Refreshed,
+                Status::Cancelled => Materialized::Reinstated,
+                _ => Materialized::Unchanged,
+            },
+        };
+        if outcome != Materialized::Unchanged {
+            t.update(&item.key, |stored| {
+                take_definition_fields(stored, item, self.shards)
+            });
+        }
+        Ok(outcome)
+    }
+
+    async fn cancel(
+        &self,
+        key: &ScheduleKey,
+        cancelling_version: u64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut t = lock(&self.table);
+        let applies = t.items.get(key).is_some_and(|stored| {
+            stored.status == Status::Pending && stored.definition_version < cancelling_version
+        });
+        if applies {
+            t.update(key, |stored| {
+                stored.status = Status::Cancelled;
+                stored.status_shard = None;
+                stored.last_error = Some(reason.to_owned());
+                stored.cancelled_by_version = Some(cancelling_version);
+                stored.lease_owner = None;
+                stored.lease_until = None;
+            });
+        }
+        Ok(applies)
+    }
+
+    async fn scan_horizon(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(lock(&self.table).scan_horizon)
+    }
+
+    async fn record_scan_horizon(&self, covered_to: Timestamp) -> Result<bool, StoreError> {
+        let mut t = lock(&self.table);
+        if t.scan_horizon.is_some_and(|h| h >= covered_to) {
+            return Ok(false);
+        }
+        t.scan_horizon = Some(covered_to);
         Ok(true)
     }
 
@@ -211,6 +318,13 @@ impl InMemoryDefinitionSource {
     /// Stores raw JSON as another writer might, valid or not.
     pub fn put_raw(&self, pk: &str, sk: &str, value: serde_json::Value) {
         lock(&self.rows).insert((pk.to_owned(), sk.to_owned()), value);
+    }
+
+    /// Deletes a row, as the owning service does; `false` when there was none.
+    pub fn remove_raw(&self, pk: &str, sk: &str) -> bool {
+        lock(&self.rows)
+            .remove(&(pk.to_owned(), sk.to_owned()))
+            .is_some()
     }
 
     pub fn len(&self) -> usize {

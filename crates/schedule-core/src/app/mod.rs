@@ -1,9 +1,10 @@
-//! Use cases, generic over the ports: the daily scan, the 5-minute schedule run and the
-//! execution of one queued occurrence.
+//! Use cases, generic over the ports: the daily scan, the 5-minute schedule run, the
+//! execution of one queued occurrence and the sync of same-day definition changes.
 
 pub mod execute;
 pub mod scan;
 pub mod schedule;
+pub mod sync;
 
 use serde::{Deserialize, Serialize};
 

@@ -14,7 +14,9 @@ use tracing::{info, warn};
 use super::{AppError, Deadline};
 use crate::metrics::{Metric, Metrics};
 use crate::model::{Definition, DeviceId, ScheduleItem, Status, TenantId, Timestamp, Validation};
-use crate::ports::{Clock, DefinitionSource, DeviceValidator, ScheduleStore, scan_definitions};
+use crate::ports::{
+    Clock, DefinitionSource, DeviceValidator, Materialized, ScheduleStore, scan_definitions,
+};
 use crate::recurrence::{Window, occurrences};
 use crate::retry::RetryPolicy;
 
@@ -113,6 +115,10 @@ pub struct ScanReport {
     pub occurrences: usize,
     pub created: usize,
     pub already_present: usize,
+    /// PENDING occurrences of an older definition version brought to the current one.
+    pub refreshed: usize,
+    /// CANCELLED occurrences that the current version yields again, PENDING once more.
+    pub reinstated: usize,
     pub skipped_invalid_device: usize,
     pub devices_validated: usize,
     pub validation_unavailable: usize,
@@ -150,6 +156,7 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
             to: request.window.to.to_string(),
             ..ScanReport::default()
         };
+        let started = Timestamp::from_datetime(self.clock.now());
         let stop = Deadline::new(deadline, self.clock.now(), self.settings.deadline_margin);
         let scanned = scan_definitions(&self.definitions, self.settings.segments).await?;
         let mut definitions: Vec<Definition> = Vec::new();
@@ -198,20 +205,13 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         let validations = self.validate_devices(&wanted, &mut report, metrics).await;
         let now = Timestamp::from_datetime(self.clock.now());
         let item_of = |def: &Definition, at: Timestamp| {
-            let mut item =
-                ScheduleItem::pending(def, at, now, self.settings.retention, self.settings.shards);
-            match validations.get(&(def.tenant_id.clone(), def.device_id.clone())) {
-                Some(Validation::Invalid) => {
-                    item.status = Status::Skipped;
-                    item.status_shard = None;
-                    item.validation_result = Some(Validation::Invalid);
-                    item.last_error = Some("device is not active in the registry".to_owned());
-                }
-                Some(Validation::Valid) => item.validation_result = Some(Validation::Valid),
-                // The registry could not answer: the executor validates again.
-                None => {}
-            }
-            item
+            // The registry could not answer (no entry): the executor validates again.
+            ScheduleItem::pending(def, at, now, self.settings.retention, self.settings.shards)
+                .with_device_validation(
+                    validations
+                        .get(&(def.tenant_id.clone(), def.device_id.clone()))
+                        .copied(),
+                )
         };
 
         // Writes stream through a bounded window: at most `concurrency` items exist at once.
@@ -221,7 +221,7 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
                     return None;
                 }
                 let item = item_of(def, *at);
-                let write = || self.store.create_if_absent(&item);
+                let write = || self.store.materialize(&item);
                 let result = write
                     .retry(self.settings.write_retry.seeded(at.epoch_seconds() as u64))
                     .when(|e| e.is_retryable())
@@ -233,7 +233,7 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         while let Some(result) = writes.next().await {
             match result {
                 None => report.not_written += 1,
-                Some((item, Ok(true))) => {
+                Some((item, Ok(Materialized::Created))) => {
                     report.created += 1;
                     if item.status == Status::Skipped {
                         report.skipped_invalid_device += 1;
@@ -241,7 +241,15 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
                     }
                     metrics.incr(Metric::Materialized);
                 }
-                Some((_, Ok(false))) => {
+                Some((_, Ok(Materialized::Refreshed))) => {
+                    report.refreshed += 1;
+                    metrics.incr(Metric::Refreshed);
+                }
+                Some((_, Ok(Materialized::Reinstated))) => {
+                    report.reinstated += 1;
+                    metrics.incr(Metric::Reinstated);
+                }
+                Some((_, Ok(Materialized::Unchanged))) => {
                     report.already_present += 1;
                     metrics.incr(Metric::AlreadyMaterialized);
                 }
@@ -253,6 +261,8 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
             }
         }
         metrics.count(Metric::NotWritten, report.not_written as u64);
+        drop(writes);
+        self.record_horizon(request, started, &mut report).await;
         info!(
             from = %report.from, to = %report.to, definitions = report.definitions, occurrences = report.occurrences,
             created = report.created, already_present = report.already_present, skipped = report.skipped_invalid_device,
@@ -260,6 +270,35 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
             "scan finished"
         );
         Ok(report)
+    }
+
+    /// After a complete run over every tenant from now on, records how far ahead every
+    /// definition is materialized (definition sync covers same-day changes up to there).
+    /// A failure counts as a write error: the run is retried, and a stale horizon would
+    /// leave a changed definition's later occurrences to the next day.
+    async fn record_horizon(
+        &self,
+        request: &ScanRequest,
+        started: Timestamp,
+        report: &mut ScanReport,
+    ) {
+        if request.tenant.is_some() || request.window.from > started || !report.is_complete() {
+            return;
+        }
+        let covered_to = request.window.to;
+        let write = || self.store.record_scan_horizon(covered_to);
+        let result = write
+            .retry(
+                self.settings
+                    .write_retry
+                    .seeded(covered_to.epoch_seconds() as u64),
+            )
+            .when(|e| e.is_retryable())
+            .await;
+        if let Err(e) = result {
+            report.write_errors += 1;
+            warn!(covered_to = %covered_to, error = %crate::error::chain(&e), "scan horizon not recorded");
+        }
     }
 
     /// Validates the device of every occurrence through the (cached) validator: one

@@ -94,6 +94,8 @@ pub struct ScheduleItem {
     /// keeps two copies of one message (or two overlapping runs) from both sending.
     pub lease_owner: Option<String>,
     pub lease_until: Option<Timestamp>,
+    /// The definition version whose change cancelled this occurrence (CANCELLED only).
+    pub cancelled_by_version: Option<u64>,
 }
 
 impl ScheduleItem {
@@ -129,7 +131,25 @@ impl ScheduleItem {
             lateness_ms: None,
             lease_owner: None,
             lease_until: None,
+            cancelled_by_version: None,
         }
+    }
+
+    /// The item with its device's pre-validation applied: an invalid device makes it
+    /// SKIPPED (out of the index, with the reason); `None` (the registry could not say)
+    /// leaves it for the executor to validate.
+    pub fn with_device_validation(mut self, validation: Option<Validation>) -> Self {
+        match validation {
+            Some(Validation::Invalid) => {
+                self.status = Status::Skipped;
+                self.status_shard = None;
+                self.validation_result = Some(Validation::Invalid);
+                self.last_error = Some("device is not active in the registry".to_owned());
+            }
+            Some(Validation::Valid) => self.validation_result = Some(Validation::Valid),
+            None => {}
+        }
+        self
     }
 
     /// Whether a lease held by someone other than `owner` is still running at `now`.

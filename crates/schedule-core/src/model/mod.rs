@@ -5,6 +5,7 @@ mod definition;
 mod ids;
 mod item;
 mod keys;
+pub mod scan_state;
 mod status;
 mod time;
 mod trigger;

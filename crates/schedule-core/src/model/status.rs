@@ -25,7 +25,9 @@ pub enum Status {
 }
 
 /// Every allowed transition, and nothing else. `FAILED → QUEUED` is an operator's DLQ
-/// redrive; terminal states otherwise have no way out, so a re-run can never reset one.
+/// redrive; `CANCELLED → PENDING` is a newer definition version that yields the cancelled
+/// instant again (re-enabled, re-timed) and is taken only with that newer version, so a
+/// re-run of the same version can never reset one. Other terminal states have no way out.
 pub const TRANSITIONS: &[(Status, &[Status])] = &[
     (
         Status::Pending,
@@ -49,7 +51,7 @@ pub const TRANSITIONS: &[(Status, &[Status])] = &[
     (Status::Failed, &[Status::Queued]),
     (Status::Executed, &[]),
     (Status::Skipped, &[]),
-    (Status::Cancelled, &[]),
+    (Status::Cancelled, &[Status::Pending]),
     (Status::Missed, &[]),
 ];
 
@@ -135,15 +137,15 @@ mod tests {
     #[test]
     fn terminal_states_cannot_be_reset_to_pending_or_queued_by_a_rerun() {
         for st in Status::ALL {
-            assert!(!st.can_become(Status::Pending), "{st} -> PENDING");
+            let reinstated = st == Status::Cancelled;
+            assert_eq!(
+                st.can_become(Status::Pending),
+                reinstated,
+                "{st} -> PENDING"
+            );
             assert!(!st.can_become(st), "{st} -> itself");
         }
-        for st in [
-            Status::Executed,
-            Status::Skipped,
-            Status::Cancelled,
-            Status::Missed,
-        ] {
+        for st in [Status::Executed, Status::Skipped, Status::Missed] {
             assert!(
                 Status::ALL.iter().all(|to| !st.can_become(*to)),
                 "{st} has a way out"
@@ -152,6 +154,17 @@ mod tests {
         assert!(Status::Pending.can_become(Status::Queued));
         assert!(Status::Queued.can_become(Status::Executed));
         assert!(!Status::Pending.can_become(Status::Executed));
+    }
+
+    #[test]
+    fn a_cancelled_occurrence_can_only_be_reinstated_as_pending() {
+        let ways_out: Vec<Status> = Status::ALL
+            .into_iter()
+            .filter(|to| Status::Cancelled.can_become(*to))
+            .collect();
+        assert_eq!(ways_out, vec![Status::Pending]);
+        assert!(Status::Cancelled.is_terminal());
+        assert!(!Status::Cancelled.is_indexed() && Status::Pending.is_indexed());
     }
 
     #[test]
