@@ -50,6 +50,11 @@ pub enum Metric {
     ValidationUnavailable,
     /// `sent_at - scheduled_time` of each executed trigger.
     LatenessMs,
+    /// PENDING occurrences cancelled because their definition no longer asks for them.
+    Cancelled,
+    /// Occurrences dispatched without their definition checked: the definitions table
+    /// could not be read (the run fails open rather than stop every step).
+    DefinitionCheckUnavailable,
 }
 
 impl Metric {
@@ -78,6 +83,8 @@ impl Metric {
             Metric::ValidationCacheMiss => "ValidationCacheMiss",
             Metric::ValidationUnavailable => "ValidationUnavailable",
             Metric::LatenessMs => "LatenessMs",
+            Metric::Cancelled => "Cancelled",
+            Metric::DefinitionCheckUnavailable => "DefinitionCheckUnavailable",
         }
     }
 
