@@ -20,7 +20,6 @@ use serde_json::{Map, Number, Value};
 use super::aws_error::{conditional_write, store_error};
 use crate::error::StoreError;
 use crate::limits::{DYNAMO_MAX_BATCH_GET, STATUS_INDEX_NAME, attr};
-use crate::retry::RetryPolicy;
 use crate::model::{
     Definition, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId,
     TenantId, Timestamp, Validation, WorkflowId, shard_of,
@@ -29,6 +28,7 @@ use crate::ports::{
     Cursor, DefinitionKey, DefinitionSource, DueEntry, FetchedDefinitions, InvalidDefinition, Page,
     ScannedDefinition, ScheduleStore,
 };
+use crate::retry::RetryPolicy;
 
 type Item = HashMap<String, AttributeValue>;
 

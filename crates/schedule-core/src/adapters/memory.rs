@@ -16,8 +16,9 @@ use crate::model::{
     Timestamp, TriggerMessage,
 };
 use crate::ports::{
-    ActionSink, Clock, Cursor, DefinitionKey, DefinitionSource, DispatchQueue, DueEntry, FetchedDefinitions, InvalidDefinition,
-    OutgoingMessage, Page, ReceivedMessage, ScannedDefinition, ScheduleStore, SendReport,
+    ActionSink, Clock, Cursor, DefinitionKey, DefinitionSource, DispatchQueue, DueEntry,
+    FetchedDefinitions, InvalidDefinition, OutgoingMessage, Page, ReceivedMessage,
+    ScannedDefinition, ScheduleStore, SendReport,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
