@@ -621,3 +621,67 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         Ok(stuck)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Definition;
+    use crate::ports::InvalidDefinition;
+    use serde_json::json;
+
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::parse(s).unwrap()
+    }
+
+    fn def(version: u64, enabled: bool, schedule: serde_json::Value) -> ScannedDefinition {
+        Ok(Definition::from_json(
+            &json!({"tenant_id": "acme", "device_workflow_step_id": "s1",
+            "workflow_id": "w1", "device_id": "d1", "enabled": enabled, "version": version,
+            "schedule": schedule}),
+        )
+        .unwrap())
+    }
+
+    #[test]
+    fn verdicts_follow_the_definition_as_it_is_now() {
+        let t = ts("2026-11-26T10:30:00Z");
+        let rate = |start: &str| json!({"type": "rate", "every": "15m", "start": start});
+        let cancel = |version, reason: &str| Verdict::Cancel {
+            version,
+            reason: reason.to_owned(),
+        };
+        assert_eq!(verdict(None, t), cancel(ANY_VERSION, "definition deleted"));
+        let invalid = Err(InvalidDefinition {
+            key: "TENANT#acme|STEP#s1".into(),
+            error: crate::model::DefinitionError {
+                field: "schedule.timezone".into(),
+                value: "\"Mars/Olympus\"".into(),
+                reason: "unknown time zone".into(),
+            },
+        });
+        assert_eq!(
+            verdict(Some(&invalid), t),
+            cancel(
+                ANY_VERSION,
+                "definition invalid: invalid schedule.timezone \"Mars/Olympus\": unknown time zone"
+            )
+        );
+        assert_eq!(
+            verdict(Some(&def(4, false, rate("2026-11-26T10:00:00Z"))), t),
+            cancel(4, "definition disabled (version 4)")
+        );
+        assert_eq!(
+            verdict(Some(&def(4, true, rate("2026-11-26T10:00:00Z"))), t),
+            Verdict::Fire
+        );
+        assert_eq!(
+            verdict(Some(&def(5, true, rate("2026-11-26T10:01:00Z"))), t),
+            Verdict::CancelIfOlder {
+                version: 5,
+                reason: "version 5 no longer yields 2026-11-26T10:30:00Z".into()
+            }
+        );
+        // The edge the cancel writes is in the transition table.
+        assert!(Status::Pending.can_become(Status::Cancelled));
+    }
+}
