@@ -36,7 +36,7 @@ fn keys(n: usize) -> Vec<DefinitionKey> {
         .map(|i| {
             (
                 TenantId::parse("acme").unwrap(),
-                StepId::parse(&format!("s{i:03}")).unwrap(),
+                StepId::parse(format!("s{i:03}")).unwrap(),
             )
         })
         .collect()
