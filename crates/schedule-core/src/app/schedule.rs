@@ -39,8 +39,8 @@ use crate::limits::{SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS};
 use crate::metrics::{Metric, Metrics};
 use crate::model::{ScheduleKey, Status, StatusChange, Timestamp};
 use crate::ports::{
-    Clock, DefinitionKey, DefinitionSource, DispatchQueue, DueEntry, OutgoingMessage,
-    ScannedDefinition, ScheduleStore, query_due,
+    Clock, DefinitionKey, DefinitionSource, DispatchQueue, DueEntry, FetchedDefinitions,
+    OutgoingMessage, ScannedDefinition, ScheduleStore, query_due,
 };
 use crate::recurrence::{Window, occurrences};
 use crate::retry::RetryPolicy;
@@ -218,6 +218,27 @@ struct CheckReport {
     status_errors: usize,
 }
 
+/// Pairs each due occurrence with its definition's key, read from the occurrence's own
+/// key. One that names no definition (not a key this flow writes) is sent unchecked; the
+/// executor rejects it with a reason.
+fn key_by_definition(
+    due: Vec<DueEntry>,
+    report: &mut CheckReport,
+) -> Vec<(DueEntry, DefinitionKey)> {
+    let mut keyed = Vec::with_capacity(due.len());
+    for entry in due {
+        match ScheduleKey::parse(&entry.key.pk, &entry.key.sk) {
+            Ok((_, tenant, _, step)) => keyed.push((entry, (tenant, step))),
+            Err(e) => {
+                warn!(key = %entry.key, error = %e, "due occurrence names no definition; sent unchecked");
+                report.unchecked += 1;
+                report.to_dispatch.push(entry);
+            }
+        }
+    }
+    keyed
+}
+
 #[derive(Debug)]
 pub struct Scheduler<S, Q, D, C> {
     pub store: S,
@@ -300,54 +321,20 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
     /// definitions) and cancels those it no longer asks for; the rest go on to be sent.
     async fn check_definitions(&self, due: Vec<DueEntry>, metrics: &Metrics) -> CheckReport {
         let mut report = CheckReport::default();
-        let mut keyed: Vec<(DueEntry, DefinitionKey)> = Vec::with_capacity(due.len());
-        for entry in due {
-            match ScheduleKey::parse(&entry.key.pk, &entry.key.sk) {
-                Ok((_, tenant, _, step)) => keyed.push((entry, (tenant, step))),
-                Err(e) => {
-                    // Not a key this flow writes; the executor rejects it with a reason.
-                    warn!(key = %entry.key, error = %e, "due occurrence names no definition; sent unchecked");
-                    report.unchecked += 1;
-                    report.to_dispatch.push(entry);
-                }
-            }
-        }
+        let keyed = key_by_definition(due, &mut report);
         if !keyed.is_empty() {
             let distinct: BTreeSet<&DefinitionKey> = keyed.iter().map(|(_, k)| k).collect();
             let keys: Vec<DefinitionKey> = distinct.into_iter().cloned().collect();
             match self.definitions.get_many(&keys).await {
-                Ok(found) => {
-                    let settled = join_all(keyed.iter().map(|(entry, key)| {
-                        // A key missing from the answer is unknown, not deleted.
-                        let verdict = found
-                            .get(key)
-                            .map(|row| verdict(row.as_ref(), entry.scheduled_time));
-                        self.settle(entry, verdict)
-                    }))
-                    .await;
-                    for ((entry, _), outcome) in keyed.into_iter().zip(settled) {
-                        match outcome {
-                            Checked::Fire => report.to_dispatch.push(entry),
-                            Checked::FireUnchecked => {
-                                report.unchecked += 1;
-                                report.to_dispatch.push(entry);
-                            }
-                            Checked::Cancelled => report.cancelled += 1,
-                            Checked::Taken => report.already_taken += 1,
-                            Checked::Error => report.status_errors += 1,
-                        }
-                    }
-                }
+                Ok(found) => self.judge(keyed, &found, &mut report).await,
                 Err(e) => {
                     warn!(occurrences = keyed.len(), definitions = keys.len(), error = %crate::error::chain(&e),
                           "definitions could not be read; sending the due occurrences unchecked");
                     report.unchecked += keyed.len();
-                    report
-                        .to_dispatch
-                        .extend(keyed.into_iter().map(|(entry, _)| entry));
+                    report.to_dispatch.extend(keyed.into_iter().map(|(e, _)| e));
                 }
             }
-            // Sending in time order, as the due query gave them.
+            // Sent in time order, as the due query gave them.
             report
                 .to_dispatch
                 .sort_by(|a, b| (a.scheduled_time, &a.key).cmp(&(b.scheduled_time, &b.key)));
@@ -355,6 +342,35 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         metrics.count(Metric::Cancelled, report.cancelled as u64);
         metrics.count(Metric::DefinitionCheckUnavailable, report.unchecked as u64);
         report
+    }
+
+    /// Judges every keyed occurrence against the definitions read, concurrently.
+    async fn judge(
+        &self,
+        keyed: Vec<(DueEntry, DefinitionKey)>,
+        found: &FetchedDefinitions,
+        report: &mut CheckReport,
+    ) {
+        let settled = join_all(keyed.iter().map(|(entry, key)| {
+            // A key missing from the answer is unknown, not deleted.
+            let verdict = found
+                .get(key)
+                .map(|row| verdict(row.as_ref(), entry.scheduled_time));
+            self.settle(entry, verdict)
+        }))
+        .await;
+        for ((entry, _), outcome) in keyed.into_iter().zip(settled) {
+            match outcome {
+                Checked::Fire => report.to_dispatch.push(entry),
+                Checked::FireUnchecked => {
+                    report.unchecked += 1;
+                    report.to_dispatch.push(entry);
+                }
+                Checked::Cancelled => report.cancelled += 1,
+                Checked::Taken => report.already_taken += 1,
+                Checked::Error => report.status_errors += 1,
+            }
+        }
     }
 
     /// Acts on one verdict (`None`: the definition's answer is missing).
