@@ -773,3 +773,57 @@ pub async fn scan_horizon_only_moves_forward<B: Backend>(b: &B) {
     );
     assert!(pending_keys(&store).await.is_empty());
 }
+
+/// Many definitions in one call, more than one `BatchGetItem` holds: each valid one as
+/// written, an invalid row with its reason, keys without a row as `None`, and a key asked
+/// twice answered once.
+pub async fn definitions_get_many<B: Backend>(b: &B) {
+    let defs = b.definitions().await;
+    let mut written = Vec::new();
+    for i in 0..120 {
+        let tenant = if i % 3 == 0 { "acme" } else { "globex" };
+        let mut d = definition(tenant, &format!("m{i:03}"), "2026-11-26T10:30:00Z");
+        d.version = 1 + i % 4;
+        d.enabled = i % 5 != 0;
+        defs.put(&d).await.unwrap();
+        written.push(d);
+    }
+    b.put_raw_definition(&defs, "TENANT#acme", "STEP#bad", json!({"tenant_id": "acme", "device_workflow_step_id": "bad",
+        "workflow_id": "w1", "device_id": "d1", "schedule": {"type": "cron", "expression": "0 8 * * *", "timezone": "Mars/Olympus"}}))
+        .await;
+    let key = |t: &str, s: &str| {
+        (
+            schedule_core::model::TenantId::parse(t).unwrap(),
+            schedule_core::model::StepId::parse(s).unwrap(),
+        )
+    };
+    let absent: Vec<_> = (0..9).map(|i| key("acme", &format!("none-{i}"))).collect();
+    let mut keys: Vec<_> = written
+        .iter()
+        .map(|d| (d.tenant_id.clone(), d.device_workflow_step_id.clone()))
+        .collect();
+    keys.push(key("acme", "bad"));
+    keys.extend(absent.iter().cloned());
+    keys.push(keys[0].clone());
+    assert_eq!(keys.len(), 131, "130 distinct keys and one asked twice");
+
+    let got = defs.get_many(&keys).await.unwrap();
+    assert_eq!(got.len(), 130, "{}: one answer per distinct key", b.name());
+    for d in &written {
+        let found = got[&(d.tenant_id.clone(), d.device_workflow_step_id.clone())]
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: {} not found", b.name(), d.device_workflow_step_id));
+        assert_eq!(found.as_ref().unwrap(), d, "{}", b.name());
+    }
+    let bad = got[&key("acme", "bad")]
+        .as_ref()
+        .unwrap()
+        .as_ref()
+        .unwrap_err();
+    assert_eq!(bad.key, "TENANT#acme|STEP#bad", "{}", b.name());
+    assert_eq!(bad.error.field, "schedule.timezone", "{}: {bad}", b.name());
+    for k in &absent {
+        assert!(got[k].is_none(), "{}: {k:?} has no row", b.name());
+    }
+    assert!(defs.get_many(&[]).await.unwrap().is_empty());
+}

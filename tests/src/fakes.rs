@@ -1,18 +1,21 @@
 //! Test doubles that wrap a real adapter (never replace it): a sink that fails on
-//! purpose, a store that drops writes, and the SQS → Lambda event translation the
-//! Lambda service performs, for in-test pollers.
+//! purpose, a store that drops writes, a definitions source that counts (or refuses) its
+//! batched reads, and the SQS → Lambda event translation the Lambda service performs,
+//! for in-test pollers.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use schedule_core::error::{QueueError, StoreError};
 use schedule_core::model::{
-    ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, Timestamp, TriggerMessage,
+    Definition, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId, TenantId,
+    Timestamp, TriggerMessage,
 };
 use schedule_core::ports::{
-    ActionSink, Cursor, DueEntry, Materialized, Page, ReceivedMessage, ScheduleStore,
+    ActionSink, Cursor, DefinitionKey, DefinitionSource, DueEntry, FetchedDefinitions,
+    Materialized, Page, ReceivedMessage, ScannedDefinition, ScheduleStore,
 };
 
 /// Fails the first `fail_first` sends of each execution id (or every send when
@@ -326,5 +329,64 @@ impl<S: ScheduleStore> ScheduleStore for ChaosStore<S> {
         self.inner
             .query_due_page(shard, before, limit, cursor)
             .await
+    }
+}
+
+/// A definitions source that counts its batched reads and, while `failing` is set,
+/// answers them as a read outage that outlasted its retries; otherwise the wrapped source.
+#[derive(Debug)]
+pub struct CountingDefinitions<D> {
+    pub inner: D,
+    /// `get_many` calls.
+    pub batch_reads: AtomicU32,
+    /// Keys asked for, over every `get_many` call.
+    pub keys_asked: AtomicU32,
+    pub failing: AtomicBool,
+}
+
+impl<D> CountingDefinitions<D> {
+    pub fn new(inner: D) -> Self {
+        Self {
+            inner,
+            batch_reads: AtomicU32::new(0),
+            keys_asked: AtomicU32::new(0),
+            failing: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<D: DefinitionSource> DefinitionSource for CountingDefinitions<D> {
+    async fn scan_page(
+        &self,
+        segment: u32,
+        total_segments: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<ScannedDefinition>, StoreError> {
+        self.inner.scan_page(segment, total_segments, cursor).await
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        step: &StepId,
+    ) -> Result<Option<ScannedDefinition>, StoreError> {
+        self.inner.get(tenant, step).await
+    }
+
+    async fn put(&self, def: &Definition) -> Result<(), StoreError> {
+        self.inner.put(def).await
+    }
+
+    async fn get_many(&self, keys: &[DefinitionKey]) -> Result<FetchedDefinitions, StoreError> {
+        self.batch_reads.fetch_add(1, Ordering::Relaxed);
+        self.keys_asked
+            .fetch_add(u32::try_from(keys.len()).unwrap(), Ordering::Relaxed);
+        if self.failing.load(Ordering::Relaxed) {
+            return Err(StoreError::Transient {
+                operation: "BatchGetItem",
+                source: "injected outage of the definitions table".into(),
+            });
+        }
+        self.inner.get_many(keys).await
     }
 }

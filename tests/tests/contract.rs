@@ -42,6 +42,7 @@ contract_cases!(
     send_batch_with_delays_is_never_early,
     redrive_to_dlq_after_max_receives,
     definitions_put_get_scan,
+    definitions_get_many,
     leases_exclude_others_until_released,
     action_sink_sends_triggers_and_fifo_dedups,
     materialize_and_cancel_follow_the_version,

@@ -162,11 +162,18 @@ impl ScannerConfig {
 pub struct SchedulerConfig {
     pub store: StoreConfig,
     pub execution_queue_url: String,
+    /// Read once per run to check the due occurrences against their definitions.
+    pub definitions_table: String,
     pub schedule: crate::app::schedule::ScheduleSettings,
 }
 
 impl SchedulerConfig {
-    pub const REQUIRED: &[&str] = &["SCHEDULE_TABLE", "EXECUTION_QUEUE_URL", "SCHEDULE_WINDOW"];
+    pub const REQUIRED: &[&str] = &[
+        "SCHEDULE_TABLE",
+        "EXECUTION_QUEUE_URL",
+        "SCHEDULE_WINDOW",
+        "DEFINITIONS_TABLE",
+    ];
 
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let defaults = crate::app::schedule::ScheduleSettings::default();
@@ -182,6 +189,7 @@ impl SchedulerConfig {
         Ok(Self {
             store: StoreConfig::from_env(env)?,
             execution_queue_url: env.required("EXECUTION_QUEUE_URL")?,
+            definitions_table: env.required("DEFINITIONS_TABLE")?,
             schedule: crate::app::schedule::ScheduleSettings {
                 window,
                 margin,
@@ -302,6 +310,16 @@ mod tests {
         let err = SchedulerConfig::from_env(&env(&[
             ("SCHEDULE_TABLE", "t"),
             ("EXECUTION_QUEUE_URL", "q"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable DEFINITIONS_TABLE is required but not set"
+        );
+        let err = SchedulerConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("EXECUTION_QUEUE_URL", "q"),
+            ("DEFINITIONS_TABLE", "d"),
             ("SCHEDULE_WINDOW", "15m"),
         ]))
         .unwrap_err();

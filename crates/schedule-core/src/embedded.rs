@@ -67,7 +67,8 @@ pub struct Embedded<S = Arc<InMemoryScheduleStore>, A = Arc<InMemoryQueue>> {
     pub scanner_validator: Validator,
     pub executor_validator: Validator,
     pub scanner: Scanner<Arc<InMemoryDefinitionSource>, S, Validator, Arc<ManualClock>>,
-    pub scheduler: Scheduler<S, Arc<InMemoryQueue>, Arc<ManualClock>>,
+    pub scheduler:
+        Scheduler<S, Arc<InMemoryQueue>, Arc<InMemoryDefinitionSource>, Arc<ManualClock>>,
     pub executor: Executor<S, A, Validator, Arc<ManualClock>>,
     pub metrics: Metrics,
 }
@@ -138,6 +139,7 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
             scheduler: Scheduler {
                 store: store.clone(),
                 queue: execution_queue.clone(),
+                definitions: definitions.clone(),
                 clock: clock.clone(),
                 settings: settings.schedule.clone(),
             },

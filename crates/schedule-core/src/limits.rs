@@ -16,6 +16,9 @@ pub const DYNAMO_MAX_ITEM_BYTES: usize = 400 * 1000;
 /// `BatchWriteItem` takes at most 25 requests — and cannot carry a condition, so this
 /// project never uses it for schedule items (an overwrite could reset a status).
 pub const DYNAMO_MAX_BATCH_WRITE: usize = 25;
+/// `BatchGetItem` takes at most 100 keys per request (and answers at most 16 MB; past
+/// that, or when throttled, the rest comes back as `UnprocessedKeys`).
+pub const DYNAMO_MAX_BATCH_GET: usize = 100;
 
 /// The action payload must fit, with the envelope, in one SQS message (256 KiB) and, with
 /// the bookkeeping attributes, in one DynamoDB item (400 KB). 128 KiB leaves room for both.

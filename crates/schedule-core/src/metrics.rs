@@ -61,6 +61,9 @@ pub enum Metric {
     Cancelled,
     /// Stream records older than the definition's current version (replays, duplicates).
     StaleRecordIgnored,
+    /// Occurrences dispatched without their definition checked: the definitions table
+    /// could not be read (the run fails open rather than stop every step).
+    DefinitionCheckUnavailable,
 }
 
 impl Metric {
@@ -94,6 +97,7 @@ impl Metric {
             Metric::Reinstated => "Reinstated",
             Metric::Cancelled => "Cancelled",
             Metric::StaleRecordIgnored => "StaleRecordIgnored",
+            Metric::DefinitionCheckUnavailable => "DefinitionCheckUnavailable",
         }
     }
 

@@ -2,6 +2,7 @@
 //! technology (DynamoDB, SQS) and for memory (the embedded twin); the contract suite runs
 //! the same cases against both so the twin cannot drift.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -200,7 +201,22 @@ pub trait DefinitionSource: Send + Sync {
     /// Writes `def` if it is new or its version is greater than the stored one;
     /// otherwise [`StoreError::Conflict`].
     fn put(&self, def: &Definition) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Strongly consistent reads of many definitions at once, as few requests as the
+    /// store allows. Every requested key is in the answer: `None` when the table has no
+    /// row for it. Retries throttling and partial answers itself; `Err` means it gave up.
+    fn get_many(
+        &self,
+        keys: &[DefinitionKey],
+    ) -> impl Future<Output = Result<FetchedDefinitions, StoreError>> + Send;
 }
+
+/// The key of a definition: its tenant and its step.
+pub type DefinitionKey = (TenantId, StepId);
+
+/// What [`DefinitionSource::get_many`] found for each requested key: a valid definition,
+/// an invalid row (with why), or `None` (no row).
+pub type FetchedDefinitions = HashMap<DefinitionKey, Option<ScannedDefinition>>;
 
 /// Every definition, all segments scanned concurrently.
 pub async fn scan_definitions<D: DefinitionSource>(
@@ -422,5 +438,12 @@ impl<T: DefinitionSource + ?Sized> DefinitionSource for std::sync::Arc<T> {
 
     fn put(&self, def: &Definition) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).put(def)
+    }
+
+    fn get_many(
+        &self,
+        keys: &[DefinitionKey],
+    ) -> impl Future<Output = Result<FetchedDefinitions, StoreError>> + Send {
+        (**self).get_many(keys)
     }
 }

@@ -277,6 +277,13 @@ mod tests {
             self.inner.get(tenant, step).await
         }
 
+        async fn get_many(
+            &self,
+            keys: &[schedule_core::ports::DefinitionKey],
+        ) -> Result<schedule_core::ports::FetchedDefinitions, StoreError> {
+            self.inner.get_many(keys).await
+        }
+
         async fn put(&self, def: &Definition) -> Result<(), StoreError> {
             self.inner.put(def).await
         }

@@ -2,21 +2,24 @@
 //! EventBridge event carries nothing the run needs.
 
 use schedule_core::adapters::clock::SystemClock;
-use schedule_core::adapters::dynamo::DynamoScheduleStore;
+use schedule_core::adapters::dynamo::{DynamoDefinitionSource, DynamoScheduleStore};
 use schedule_core::adapters::sqs::SqsDispatchQueue;
 use schedule_core::app::schedule::Scheduler;
 use schedule_core::config::SchedulerConfig;
 
-pub type AwsScheduler = Scheduler<DynamoScheduleStore, SqsDispatchQueue, SystemClock>;
+pub type AwsScheduler =
+    Scheduler<DynamoScheduleStore, SqsDispatchQueue, DynamoDefinitionSource, SystemClock>;
 
 pub fn build(config: &SchedulerConfig, sdk: &aws_config::SdkConfig) -> AwsScheduler {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     Scheduler {
         store: DynamoScheduleStore::new(
-            aws_sdk_dynamodb::Client::new(sdk),
+            dynamo.clone(),
             &config.store.schedule_table,
             config.store.status_shards,
         ),
         queue: SqsDispatchQueue::new(aws_sdk_sqs::Client::new(sdk), &config.execution_queue_url),
+        definitions: DynamoDefinitionSource::new(dynamo, &config.definitions_table),
         clock: SystemClock,
         settings: config.schedule.clone(),
     }

@@ -4,26 +4,32 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType, StreamSpecification,
-    StreamViewType,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
+    StreamSpecification, StreamViewType,
 };
+use backon::RetryableWithContext;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Number, Value};
 
 use super::aws_error::{conditional_write, store_error};
 use crate::error::StoreError;
-use crate::limits::{STATUS_INDEX_NAME, attr};
+use crate::limits::{DYNAMO_MAX_BATCH_GET, STATUS_INDEX_NAME, attr};
 use crate::model::scan_state::{COVERED_TO_ATTR, scan_horizon_key};
 use crate::model::{
     Definition, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId,
     TenantId, Timestamp, Validation, WorkflowId, shard_of,
 };
 use crate::ports::{
-    Cursor, DefinitionSource, DueEntry, InvalidDefinition, Materialized, Page, ScannedDefinition,
-    ScheduleStore,
+    Cursor, DefinitionKey, DefinitionSource, DueEntry, FetchedDefinitions, InvalidDefinition,
+    Materialized, Page, ScannedDefinition, ScheduleStore,
 };
+use crate::retry::RetryPolicy;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -629,6 +635,79 @@ impl DynamoDefinitionSource {
     }
 }
 
+/// Retries of one `BatchGetItem`: throttling, and the keys it answered as unprocessed.
+const BATCH_GET_RETRY: RetryPolicy =
+    RetryPolicy::new(5, Duration::from_millis(50), Duration::from_secs(1), 0xb9e7);
+/// `BatchGetItem` requests in flight at once for one [`DefinitionSource::get_many`].
+const BATCH_GETS_IN_FLIGHT: usize = 4;
+
+/// One `BatchGetItem` on its way: the keys still to read and the rows read so far.
+#[derive(Debug, Default)]
+struct BatchGet {
+    pending: Vec<Item>,
+    found: Vec<Item>,
+}
+
+impl DynamoDefinitionSource {
+    /// Reads up to [`DYNAMO_MAX_BATCH_GET`] keys, asking again (with backoff) for the keys
+    /// DynamoDB left unprocessed until none is left or the retries run out.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let attempt = |mut state: BatchGet| async move {
+            let result = self.batch_get_once(&mut state).await;
+            (state, result)
+        };
+        let (state, result) = attempt
+            .retry(BATCH_GET_RETRY)
+            .when(StoreError::is_retryable)
+            .context(BatchGet {
+                pending: keys,
+                found: Vec::new(),
+            })
+            .await;
+        result.map(|()| state.found)
+    }
+
+    /// One request for the pending keys; what it leaves unprocessed becomes the pending
+    /// keys, and a retryable error, so that the retry asks for exactly those.
+    async fn batch_get_once(&self, state: &mut BatchGet) -> Result<(), StoreError> {
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(state.pending.clone()))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| StoreError::Permanent {
+                operation: "BatchGetItem",
+                source: Box::new(e),
+            })?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, request)
+            .customize()
+            // The one retry layer is ours (above): it re-asks only the unprocessed keys.
+            .config_override(
+                aws_sdk_dynamodb::config::Builder::default().retry_config(RetryConfig::disabled()),
+            )
+            .send()
+            .await
+            .map_err(|e| store_error("BatchGetItem", e))?;
+        if let Some(rows) = out.responses.and_then(|mut r| r.remove(&self.table)) {
+            state.found.extend(rows);
+        }
+        state.pending = out
+            .unprocessed_keys
+            .and_then(|mut u| u.remove(&self.table))
+            .map(|k| k.keys)
+            .unwrap_or_default();
+        match state.pending.len() {
+            0 => Ok(()),
+            left => Err(StoreError::Transient {
+                operation: "BatchGetItem",
+                source: format!("{left} keys of table {} left unprocessed", self.table).into(),
+            }),
+        }
+    }
+}
+
 fn definition_from_av(item: &Item) -> ScannedDefinition {
     let r = Reader::new(item);
     let invalid = |field: &str, reason: String| InvalidDefinition {
@@ -722,6 +801,41 @@ impl DefinitionSource for DynamoDefinitionSource {
                 ),
             })
         }
+    }
+
+    async fn get_many(&self, keys: &[DefinitionKey]) -> Result<FetchedDefinitions, StoreError> {
+        let mut fetched: FetchedDefinitions = keys.iter().map(|k| (k.clone(), None)).collect();
+        // Rows come back in any order: match them to the requested keys by PK and SK.
+        // Distinct keys only, as DynamoDB refuses a request that names one key twice.
+        let by_key: HashMap<(String, String), &DefinitionKey> = fetched
+            .keys()
+            .map(|k| (Definition::key_of(&k.0, &k.1), k))
+            .collect();
+        let requests: Vec<Vec<Item>> = by_key
+            .keys()
+            .map(|(pk, sk)| Item::from([(attr::PK.into(), s(pk)), (attr::SK.into(), s(sk))]))
+            .collect::<Vec<_>>()
+            .chunks(DYNAMO_MAX_BATCH_GET)
+            .map(<[Item]>::to_vec)
+            .collect();
+        let rows: Vec<Vec<Item>> = futures::stream::iter(requests)
+            .map(|keys| self.batch_get(keys))
+            .buffer_unordered(BATCH_GETS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut found = Vec::new();
+        for row in rows.iter().flatten() {
+            let part = |name: &str| row.get(name).and_then(|v| v.as_s().ok()).cloned();
+            if let (Some(pk), Some(sk)) = (part(attr::PK), part(attr::SK))
+                && let Some(key) = by_key.get(&(pk, sk))
+            {
+                found.push(((*key).clone(), definition_from_av(row)));
+            }
+        }
+        for (key, def) in found {
+            fetched.insert(key, Some(def));
+        }
+        Ok(fetched)
     }
 }
 

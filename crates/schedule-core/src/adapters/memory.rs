@@ -16,9 +16,9 @@ use crate::model::{
     Timestamp, TriggerMessage,
 };
 use crate::ports::{
-    ActionSink, Clock, Cursor, DefinitionSource, DispatchQueue, DueEntry, InvalidDefinition,
-    Materialized, OutgoingMessage, Page, ReceivedMessage, ScannedDefinition, ScheduleStore,
-    SendReport,
+    ActionSink, Clock, Cursor, DefinitionKey, DefinitionSource, DispatchQueue, DueEntry,
+    FetchedDefinitions, InvalidDefinition, Materialized, OutgoingMessage, Page, ReceivedMessage,
+    ScannedDefinition, ScheduleStore, SendReport,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -327,6 +327,11 @@ impl InMemoryDefinitionSource {
             .is_some()
     }
 
+    /// Deletes a definition, as its owner would.
+    pub fn delete(&self, tenant: &TenantId, step: &StepId) {
+        lock(&self.rows).remove(&Definition::key_of(tenant, step));
+    }
+
     pub fn len(&self) -> usize {
         lock(&self.rows).len()
     }
@@ -420,6 +425,18 @@ impl DefinitionSource for InMemoryDefinitionSource {
         }
         rows.insert(key, def.to_json());
         Ok(())
+    }
+
+    async fn get_many(&self, keys: &[DefinitionKey]) -> Result<FetchedDefinitions, StoreError> {
+        let rows = lock(&self.rows);
+        Ok(keys
+            .iter()
+            .map(|(tenant, step)| {
+                let key = Definition::key_of(tenant, step);
+                let found = rows.get(&key).map(|v| scanned(&key, v));
+                ((tenant.clone(), step.clone()), found)
+            })
+            .collect())
     }
 }
 

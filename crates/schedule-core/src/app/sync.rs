@@ -398,7 +398,7 @@ impl<S: ScheduleStore, D: DefinitionSource, C: Clock> DefinitionSync<S, D, C> {
                     Err(e) => {
                         if is_current {
                             out.invalid += 1;
-                            metrics.incr(Metric::UnsupportedSchedule);
+                            metrics.incr(Metric::InvalidSchedule);
                             warn!(event_id = %change.event_id, error = %e, "schedule cannot be expanded; its pending occurrences are cancelled");
                         }
                         BTreeSet::new()
