@@ -97,15 +97,20 @@ fn fall_back_fires_once_or_twice() {
                "timezone": "Europe/Berlin", "on_repeated_time": policy})
     };
     let first = definition_file("first.json", schedule("first"));
-    let rows = preview_json(&first, &["--count", "2", "--from", "2026-10-24T12:00:00Z"]);
+    let rows = preview_json(&first, &["--count", "3", "--from", "2026-10-24T12:00:00Z"]);
     assert_eq!(
         utcs(&rows),
         vec![
             Some("2026-10-25T00:30:00Z".to_owned()),
+            None,
             Some("2026-10-26T01:30:00Z".to_owned()),
-        ]
+        ],
+        "the repeated 02:30 is listed, not fired"
     );
     assert_eq!(rows[0]["local"], "2026-10-25T02:30:00+02:00");
+    assert_eq!(rows[0]["note"], "");
+    assert_eq!(rows[1]["local"], "2026-10-25T02:30:00+01:00");
+    assert!(!rows[1]["note"].as_str().unwrap().is_empty(), "{rows:?}");
 
     let both = definition_file("both.json", schedule("both"));
     let rows = preview_json(&both, &["--count", "3", "--from", "2026-10-24T12:00:00Z"]);
