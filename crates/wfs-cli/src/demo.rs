@@ -58,9 +58,17 @@ impl Options {
     }
 }
 
-/// The built-in sample: a small fleet of one tenant, with one of everything.
+/// The built-in sample: a small fleet of one tenant, with one of everything: one-time
+/// steps, rates, cron and RRULE rules in three time zones, a disabled step, an inactive
+/// device and a definition with a typo in its zone.
 fn sample(now: DateTime<Utc>) -> Vec<Value> {
     let at = |s: i64| Timestamp::from_datetime(now + chrono::Duration::seconds(s)).to_string();
+    let local = |zone: chrono_tz::Tz, s: i64| {
+        (now + chrono::Duration::seconds(s))
+            .with_timezone(&zone)
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
     let step = |id: &str, device: &str, schedule: Value, payload: Value| {
         json!({"tenant_id": "acme", "device_workflow_step_id": id, "workflow_id": "irrigation", "device_id": device,
                "enabled": true, "version": 1, "schedule": schedule, "payload": payload})
@@ -103,6 +111,22 @@ fn sample(now: DateTime<Utc>) -> Vec<Value> {
             "gateway-1",
             json!({"type": "cron", "expression": "0 8 * * MON-FRI", "timezone": "Asia/Ho_Chi_Minh"}),
             json!({"action": "report"}),
+        ),
+        // Repeating steps in two more zones, placed so that they fire within the first
+        // minutes: every even minute of Berlin's clock from one minute in, and every two
+        // minutes of New York's clock from 45 s in.
+        step(
+            "sprinkle",
+            "sprinkler-2",
+            json!({"type": "cron", "expression": "*/2 * * * *", "timezone": "Europe/Berlin", "start": at(60)}),
+            json!({"action": "sprinkle", "litres": 40}),
+        ),
+        step(
+            "poll-gateway",
+            "gateway-2",
+            json!({"type": "rrule", "rule": "FREQ=MINUTELY;INTERVAL=2", "timezone": "America/New_York",
+                   "dtstart": local(chrono_tz::America::New_York, 45)}),
+            json!({"action": "poll"}),
         ),
         step(
             "typo-zone",
@@ -181,13 +205,12 @@ pub async fn run(options: Options) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     println!(
-        "scan {} .. {}: {} definitions ({} rejected, {} disabled, {} with a schedule type not expanded yet) -> {} occurrences, {} skipped (inactive device)",
+        "scan {} .. {}: {} definitions ({} rejected, {} disabled) -> {} occurrences, {} skipped (inactive device)",
         scan.from,
         scan.to,
         scan.definitions + rejected,
         rejected,
         scan.disabled,
-        scan.unsupported_schedules,
         scan.created,
         scan.skipped_invalid_device
     );

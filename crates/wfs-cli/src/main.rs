@@ -4,10 +4,14 @@
 //! wfs demo [--definitions FILE] [--speed N] [--duration SPAN]
 //! wfs setup-local [--prefix NAME]
 //! wfs definitions put FILE
+//! wfs preview FILE [--count N] [--from TIME] [--json]
 //! ```
+//!
+//! Exit codes: 0 ok, 1 a finding or a runtime failure, 2 a usage error.
 
 mod demo;
 mod local;
+mod preview;
 
 use std::process::ExitCode;
 
@@ -27,7 +31,14 @@ commands:
   definitions put FILE
           validate and write definitions to DEFINITIONS_TABLE; each rejection names
           the definition, the field and the value
+  preview FILE [--count N] [--from TIME] [--json]
+          the next N occurrences (default 10) of the definition in FILE (one JSON
+          object; - reads standard input) from TIME (default now), in local time and
+          UTC, marking those the daylight-saving policy moved or dropped; --json
+          prints a JSON array of {utc, local, note}
   help    show this text
+
+exit codes: 0 ok, 1 a finding or a runtime failure, 2 a usage error
 "#;
 
 #[tokio::main(flavor = "current_thread")]
@@ -39,25 +50,42 @@ async fn main() -> ExitCode {
     }
     let result = match args.first().map(String::as_str) {
         Some("demo") => match demo::Options::parse(&args[1..]) {
-            Ok(options) => demo::run(options).await,
-            Err(e) => Err(e),
+            Ok(options) => demo::run(options).await.map_err(CliError::Failed),
+            Err(e) => Err(CliError::Usage(e)),
         },
-        Some("setup-local") => local::setup(&args[1..]).await,
-        Some("definitions") if args.get(1).map(String::as_str) == Some("put") => {
-            local::put_definitions(&args[2..]).await
-        }
+        Some("setup-local") => local::setup(&args[1..]).await.map_err(CliError::Failed),
+        Some("definitions") if args.get(1).map(String::as_str) == Some("put") => local::put_definitions(&args[2..])
+            .await
+            .map_err(CliError::Failed),
+        Some("preview") => preview::Options::parse(&args[1..])
+            .and_then(|options| preview::run(&options, chrono::Utc::now())),
         Some("help") => {
             print!("{USAGE}");
             Ok(())
         }
-        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
-        None => Err(USAGE.to_owned()),
+        Some(other) => Err(CliError::Usage(format!(
+            "unknown command {other:?}\n\n{USAGE}"
+        ))),
+        None => Err(CliError::Usage(USAGE.to_owned())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(CliError::Usage(message)) => {
             eprintln!("wfs: {message}");
             ExitCode::from(2)
         }
+        Err(CliError::Failed(message)) => {
+            eprintln!("wfs: {message}");
+            ExitCode::from(1)
+        }
     }
+}
+
+/// Why a command did not succeed, and so its exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// The command line itself is wrong (exit 2).
+    Usage(String),
+    /// A finding, bad input data or a runtime failure (exit 1).
+    Failed(String),
 }
