@@ -54,9 +54,11 @@ async fn main() -> ExitCode {
             Err(e) => Err(CliError::Usage(e)),
         },
         Some("setup-local") => local::setup(&args[1..]).await.map_err(CliError::Failed),
-        Some("definitions") if args.get(1).map(String::as_str) == Some("put") => local::put_definitions(&args[2..])
-            .await
-            .map_err(CliError::Failed),
+        Some("definitions") if args.get(1).map(String::as_str) == Some("put") => {
+            local::put_definitions(&args[2..])
+                .await
+                .map_err(CliError::Failed)
+        }
         Some("preview") => preview::Options::parse(&args[1..])
             .and_then(|options| preview::run(&options, chrono::Utc::now())),
         Some("help") => {

@@ -64,9 +64,7 @@ impl Options {
             }
         }
         let file = file.ok_or_else(|| {
-            CliError::Usage(
-                "usage: wfs preview FILE [--count N] [--from TIME] [--json]".to_owned(),
-            )
+            CliError::Usage("usage: wfs preview FILE [--count N] [--from TIME] [--json]".to_owned())
         })?;
         Ok(Self {
             file,
@@ -110,7 +108,9 @@ fn read_definition(path: &PathBuf) -> Result<Definition, CliError> {
 
 pub fn run(options: &Options, now: DateTime<Utc>) -> Result<(), CliError> {
     let def = read_definition(&options.file)?;
-    let from = options.from.unwrap_or_else(|| Timestamp::from_datetime(now));
+    let from = options
+        .from
+        .unwrap_or_else(|| Timestamp::from_datetime(now));
     let entries = preview(&def.schedule, from, options.count)
         .map_err(|e| CliError::Failed(format!("{}: {e}", options.file.display())))?;
     if options.json {
@@ -136,7 +136,8 @@ pub fn run(options: &Options, now: DateTime<Utc>) -> Result<(), CliError> {
             "  {:>4}  {:<25}  {:<20}  {}",
             i + 1,
             local_text(e),
-            e.utc.map_or_else(|| "(dropped)".to_owned(), |t| t.to_string()),
+            e.utc
+                .map_or_else(|| "(dropped)".to_owned(), |t| t.to_string()),
             e.note
         );
     }
@@ -168,11 +169,7 @@ fn describe(rule: &Schedule) -> String {
     match rule {
         Schedule::Once { .. } => format!("once at {}", field("at")),
         Schedule::Rate { .. } => format!("every {} from {}", field("every"), field("start")),
-        Schedule::Cron { .. } => format!(
-            "cron {:?} in {}",
-            field("expression"),
-            field("timezone")
-        ),
+        Schedule::Cron { .. } => format!("cron {:?} in {}", field("expression"), field("timezone")),
         Schedule::Rrule { .. } => format!(
             "rrule {:?} from {} in {}",
             field("rule"),
@@ -206,7 +203,10 @@ mod tests {
         assert!(o.json);
         for (bad, says) in [
             (vec!["d.json", "--count", "0"], "invalid --count \"0\""),
-            (vec!["d.json", "--from", "tomorrow"], "invalid --from \"tomorrow\""),
+            (
+                vec!["d.json", "--from", "tomorrow"],
+                "invalid --from \"tomorrow\"",
+            ),
             (vec!["d.json", "--colour"], "unknown option \"--colour\""),
             (vec!["a.json", "b.json"], "unexpected \"b.json\""),
             (vec![], "usage: wfs preview FILE"),

@@ -22,7 +22,7 @@ fn the_sample_demo_fires_steps_on_time_and_summarizes() {
     let (ok, stdout, stderr) = wfs(&["demo", "--speed", "0", "--duration", "3m"]);
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("definition #8 rejected: invalid schedule.timezone \"Asia/Hanoi_City\""),
+        stdout.contains("definition #10 rejected: invalid schedule.timezone \"Asia/Hanoi_City\""),
         "{stdout}"
     );
     assert!(stdout.contains("1 skipped (inactive device)"), "{stdout}");

@@ -111,7 +111,7 @@ pub struct ScanReport {
     pub disabled: usize,
     pub other_tenants: usize,
     pub invalid_definitions: usize,
-    pub unsupported_schedules: usize,
+    pub invalid_schedules: usize,
     pub occurrences: usize,
     pub created: usize,
     pub already_present: usize,
@@ -186,7 +186,7 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
             match occurrences(&def.schedule, request.window) {
                 Ok(times) => wanted.extend(times.into_iter().map(|t| (def, t))),
                 Err(error) => {
-                    report.unsupported_schedules += 1;
+                    report.invalid_schedules += 1;
                     metrics.incr(Metric::InvalidSchedule);
                     warn!(tenant_id = %def.tenant_id, device_workflow_step_id = %def.device_workflow_step_id, %error, "schedule could not be expanded; definition skipped");
                 }
