@@ -42,4 +42,5 @@ invoke daily_scanner_v2 daily_scanner_v2.json
 invoke daily_scanner_v2 daily_scanner_v2_backfill.json
 invoke scheduler_v2 scheduler_v2.json
 invoke executor_v2 executor_v2.json
+invoke definition_sync definition_sync.json
 echo "all invocations succeeded (function logs: target/lambda-watch.log)"

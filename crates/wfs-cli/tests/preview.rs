@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
@@ -33,7 +33,7 @@ fn definition_file(name: &str, schedule: Value) -> PathBuf {
     path
 }
 
-fn preview_json(path: &PathBuf, extra: &[&str]) -> Vec<Value> {
+fn preview_json(path: &Path, extra: &[&str]) -> Vec<Value> {
     let mut args = vec!["preview", path.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
     let (code, stdout, stderr) = wfs(&args);
@@ -194,4 +194,20 @@ fn bad_definitions_and_bad_arguments_have_their_own_exit_codes() {
         code == 2 && stderr.contains("invalid --count \"lots\""),
         "{stderr}"
     );
+}
+
+/// The README's example, on the sample file it names.
+#[test]
+fn the_readme_example_previews_the_sample_definition() {
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events/night-watering.json");
+    let rows = preview_json(&sample, &["--from", "2026-03-28T00:00:00Z", "--count", "3"]);
+    assert_eq!(
+        utcs(&rows),
+        vec![
+            Some("2026-03-28T01:30:00Z".to_owned()),
+            Some("2026-03-29T01:30:00Z".to_owned()),
+            Some("2026-03-30T00:30:00Z".to_owned()),
+        ]
+    );
+    assert_eq!(rows[1]["local"], "2026-03-29T03:30:00+02:00");
 }
