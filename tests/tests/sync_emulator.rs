@@ -44,10 +44,12 @@ async fn table(world: &AwsWorld) -> BTreeMap<String, (Status, u64)> {
         .collect()
 }
 
-fn definition(version: u64, enabled: bool, start: Timestamp, payload: Value) -> Definition {
-    Definition::from_json(&json!({"tenant_id": "acme", "device_workflow_step_id": "s1", "workflow_id": "w1",
+fn definition(version: u64, enabled: bool, schedule: &Value, payload: Value) -> Definition {
+    Definition::from_json(
+        &json!({"tenant_id": "acme", "device_workflow_step_id": "s1", "workflow_id": "w1",
         "device_id": "dev-1", "enabled": enabled, "version": version,
-        "schedule": {"type": "rate", "every": "3h", "start": start.to_string()}, "payload": payload}))
+        "schedule": schedule, "payload": payload}),
+    )
     .unwrap()
 }
 
@@ -71,8 +73,28 @@ fn pending(rows: &BTreeMap<String, (Status, u64)>) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// A rate rule starting on a whole hour at least an hour ahead, so nothing falls due
+/// during the test; moved by an hour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_records_bring_the_table_to_the_current_version() {
+    let now = chrono::Utc::now().timestamp();
+    let hour = Timestamp::from_epoch_seconds((now / 3600 + 2) * 3600).unwrap();
+    let moved = hour.plus(Duration::from_secs(3600));
+    let rate =
+        |start: Timestamp| json!({"type": "rate", "every": "3h", "start": start.to_string()});
+    edit_sequence(rate(hour), rate(moved)).await;
+}
+
+/// A cron rule on Berlin's clock, every third hour at a minute at least 29 minutes away
+/// from now's (so nothing falls due during the test); moved to another minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_rule_in_a_tenant_zone_follows_every_edit() {
+    let minute = (chrono::Utc::now().timestamp() / 60) % 60;
+    let cron = |m: i64| json!({"type": "cron", "expression": format!("{} */3 * * *", m % 60), "timezone": "Europe/Berlin"});
+    edit_sequence(cron(minute + 30), cron(minute + 45)).await;
+}
+
+async fn edit_sequence(at: Value, moved: Value) {
     let Some(world) = AwsWorld::new(Duration::from_secs(30)).await else {
         return;
     };
@@ -83,30 +105,26 @@ async fn stream_records_bring_the_table_to_the_current_version() {
     let mut stream = StreamReader::open(&world.emu.dynamo, &config.definitions_table).await;
     let metrics = Metrics::new("definition_sync");
 
-    // Starts on a whole hour at least an hour ahead, so nothing falls due during the test.
-    let now = chrono::Utc::now().timestamp();
-    let hour = Timestamp::from_epoch_seconds((now / 3600 + 2) * 3600).unwrap();
-    let moved = hour.plus(Duration::from_secs(3600));
     let edits = [
         (
             "created",
-            definition(1, true, hour, json!({"duration_s": 30})),
+            definition(1, true, &at, json!({"duration_s": 30})),
         ),
         (
             "payload changed",
-            definition(2, true, hour, json!({"duration_s": 90})),
+            definition(2, true, &at, json!({"duration_s": 90})),
         ),
         (
             "time moved",
-            definition(3, true, moved, json!({"duration_s": 90})),
+            definition(3, true, &moved, json!({"duration_s": 90})),
         ),
         (
             "disabled",
-            definition(4, false, moved, json!({"duration_s": 90})),
+            definition(4, false, &moved, json!({"duration_s": 90})),
         ),
         (
             "re-enabled",
-            definition(5, true, hour, json!({"duration_s": 45})),
+            definition(5, true, &at, json!({"duration_s": 45})),
         ),
     ];
     let mut history: Vec<Vec<Value>> = Vec::new();
