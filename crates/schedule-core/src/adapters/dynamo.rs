@@ -53,6 +53,21 @@ impl DynamoScheduleStore {
     pub fn table(&self) -> &str {
         &self.table
     }
+
+    /// One item's attributes, read consistently; `None` when there is no such item.
+    async fn get_attributes(&self, key: &ScheduleKey) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        Ok(out.item)
+    }
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -408,18 +423,7 @@ impl ScheduleStore for DynamoScheduleStore {
     }
 
     async fn scan_horizon(&self) -> Result<Option<Timestamp>, StoreError> {
-        let key = scan_horizon_key();
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(attr::PK, s(&key.pk))
-            .key(attr::SK, s(&key.sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        let Some(item) = out.item else {
+        let Some(item) = self.get_attributes(&scan_horizon_key()).await? else {
             return Ok(None);
         };
         Reader::new(&item).opt_time(COVERED_TO_ATTR)
@@ -444,17 +448,11 @@ impl ScheduleStore for DynamoScheduleStore {
     }
 
     async fn get(&self, key: &ScheduleKey) -> Result<Option<ScheduleItem>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(attr::PK, s(&key.pk))
-            .key(attr::SK, s(&key.sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        out.item.as_ref().map(item_from_av).transpose()
+        self.get_attributes(key)
+            .await?
+            .as_ref()
+            .map(item_from_av)
+            .transpose()
     }
 
     async fn change_status(
