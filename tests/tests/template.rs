@@ -592,8 +592,8 @@ fn dashboard_and_alarms_read_only_metrics_the_code_writes() {
 }
 
 /// Every alarm notifies the topic and says what to do; the heartbeat alarms wait 25 hours
-/// (scanner) and 3 windows (scheduler) with missing data breaching; every function's errors and throttles are
-/// watched; the README has a runbook entry for each alarm.
+/// (scanner) and 3 windows (scheduler) with missing data breaching; every function's
+/// errors and throttles are watched; the README has a runbook entry for each alarm.
 #[test]
 fn alarms_notify_the_topic_and_watch_each_function() {
     let t = template();
