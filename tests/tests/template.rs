@@ -275,3 +275,419 @@ fn definition_sync_reads_the_stream_with_bounded_retries_and_a_failure_queue() {
         DLQ_RETENTION.as_secs()
     );
 }
+
+// --- Observe: alarms and dashboard against the metrics the code writes --------------------
+
+/// The code each function runs that writes metrics: a metric an alarm or the dashboard
+/// reads with `Function = name` must be written (`Metric::X`) in one of these files.
+const METRIC_WRITERS: &[(&str, &[&str])] = &[
+    (
+        "daily_scanner_v2",
+        &[
+            "crates/schedule-core/src/app/scan.rs",
+            "crates/schedule-core/src/validation_cache.rs",
+            "functions/daily_scanner_v2/src/lib.rs",
+        ],
+    ),
+    (
+        "scheduler_v2",
+        &[
+            "crates/schedule-core/src/app/schedule.rs",
+            "functions/scheduler_v2/src/lib.rs",
+        ],
+    ),
+    (
+        "executor_v2",
+        &[
+            "crates/schedule-core/src/app/execute.rs",
+            "crates/schedule-core/src/validation_cache.rs",
+            "functions/executor_v2/src/lib.rs",
+        ],
+    ),
+    (
+        "definition_sync",
+        &[
+            "crates/schedule-core/src/app/sync.rs",
+            "functions/definition_sync/src/lib.rs",
+        ],
+    ),
+];
+
+fn repo_file(path: &str) -> String {
+    let full = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+/// `!Fn x` or `{Fn::Fn: x}` → `("Fn", x)`.
+fn intrinsic(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(t) => Some((
+            t.tag.to_string().trim_start_matches('!').to_owned(),
+            &t.value,
+        )),
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, v) = m.iter().next()?;
+            let name = k.as_str()?.strip_prefix("Fn::")?;
+            Some((name.to_owned(), v))
+        }
+        _ => None,
+    }
+}
+
+/// One metric an alarm or a widget reads: namespace, name, dimensions (name, value as
+/// written: a plain string, or the intrinsic's debug form).
+#[derive(Debug)]
+struct MetricRef {
+    from: String,
+    namespace: String,
+    name: String,
+    dimensions: Vec<(String, String)>,
+}
+
+/// A scalar as CloudFormation renders it (`"x"` → `x`, `5` → `5`); an intrinsic in its
+/// debug form, which names what it refers to.
+fn dimension_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn alarm_metric(from: &str, m: &Value) -> MetricRef {
+    let dimensions = m["Dimensions"]
+        .as_sequence()
+        .map(|ds| {
+            ds.iter()
+                .map(|d| {
+                    (
+                        d["Name"].as_str().unwrap().to_owned(),
+                        dimension_value(&d["Value"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    MetricRef {
+        from: from.to_owned(),
+        namespace: m["Namespace"].as_str().unwrap().to_owned(),
+        name: m["MetricName"].as_str().unwrap().to_owned(),
+        dimensions,
+    }
+}
+
+fn alarms(t: &Value) -> Vec<(String, &Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .map(|(k, r)| (k.as_str().unwrap().to_owned(), &r["Properties"]))
+        .collect()
+}
+
+fn alarm_metrics(t: &Value) -> Vec<MetricRef> {
+    let mut refs = Vec::new();
+    for (name, p) in alarms(t) {
+        if p["MetricName"].is_string() {
+            refs.push(alarm_metric(&name, p));
+        }
+        for q in p["Metrics"].as_sequence().into_iter().flatten() {
+            if !q["MetricStat"].is_null() {
+                refs.push(alarm_metric(&name, &q["MetricStat"]["Metric"]));
+            } else {
+                assert!(q["Expression"].is_string(), "{name}: {q:?}");
+            }
+        }
+    }
+    refs
+}
+
+/// Replaces `${X}` in a `Fn::Sub` string: `vars` first, then parameters by their default,
+/// anything else (resource attributes, pseudo parameters) by its own name.
+fn substitute(text: &str, vars: &[(String, String)], t: &Value) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').unwrap() + start;
+        let name = &rest[start + 2..end];
+        let value = vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| {
+                let d = &t["Parameters"][name]["Default"];
+                (!d.is_null()).then(|| dimension_value(d))
+            })
+            .unwrap_or_else(|| name.to_owned());
+        out.push_str(&value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A `Fn::Sub` variable's value with the condition `owned` decided: `!If` picks a branch,
+/// `!Sub` is substituted.
+fn resolve(v: &Value, condition: &str, holds: bool, t: &Value) -> String {
+    match intrinsic(v) {
+        Some((f, args)) if f == "If" => {
+            let args = args.as_sequence().unwrap();
+            assert_eq!(
+                args[0].as_str(),
+                Some(condition),
+                "only {condition} is resolved here"
+            );
+            resolve(&args[if holds { 1 } else { 2 }], condition, holds, t)
+        }
+        Some((f, text)) if f == "Sub" => substitute(text.as_str().unwrap(), &[], t),
+        None => v.as_str().unwrap().to_owned(),
+        Some((f, _)) => panic!("unexpected intrinsic {f} in the dashboard's variables"),
+    }
+}
+
+/// The dashboard body as JSON, with the stack owning the action trigger queue or not.
+fn dashboard(t: &Value, owns_action_queue: bool) -> serde_json::Value {
+    let body = &resource(t, "FlowDashboard")["DashboardBody"];
+    let (f, args) = intrinsic(body).expect("DashboardBody is a Fn::Sub");
+    assert_eq!(f, "Sub");
+    let args = args.as_sequence().unwrap();
+    let vars: Vec<(String, String)> = args[1]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_owned(),
+                resolve(v, "CreateActionTriggerQueue", owns_action_queue, t),
+            )
+        })
+        .collect();
+    let text = substitute(args[0].as_str().unwrap(), &vars, t);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("dashboard body is not JSON: {e}\n{text}"))
+}
+
+fn dashboard_metrics(body: &serde_json::Value) -> Vec<MetricRef> {
+    let mut refs = Vec::new();
+    for w in body["widgets"].as_array().unwrap() {
+        let title = w["properties"]["title"].as_str().unwrap_or("(text)");
+        for row in w["properties"]["metrics"].as_array().into_iter().flatten() {
+            let row = row.as_array().unwrap();
+            let Some(namespace) = row[0].as_str() else {
+                assert!(row[0]["expression"].is_string(), "{title}: {row:?}");
+                continue;
+            };
+            let strings: Vec<&str> = row[1..].iter().map_while(|v| v.as_str()).collect();
+            assert!(
+                strings.len() % 2 == 1,
+                "{title}: a metric row is namespace, name, then dimension pairs (no \"...\" shorthand): {row:?}"
+            );
+            refs.push(MetricRef {
+                from: format!("dashboard widget {title:?}"),
+                namespace: namespace.to_owned(),
+                name: strings[0].to_owned(),
+                dimensions: strings[1..]
+                    .chunks(2)
+                    .map(|p| (p[0].to_owned(), p[1].to_owned()))
+                    .collect(),
+            });
+        }
+    }
+    refs
+}
+
+/// Every metric the dashboard and the alarms read in the code's namespace is one the code
+/// writes, with exactly the dimension it writes (`Function`), named as the function that
+/// writes it; anything else would be a graph that stays empty or an alarm that never sees
+/// data. Other namespaces are AWS's own (Lambda, SQS) only.
+#[test]
+fn dashboard_and_alarms_read_only_metrics_the_code_writes() {
+    use schedule_core::metrics::{DIMENSION, Metric, NAMESPACE};
+    let t = template();
+    let mut refs = alarm_metrics(&t);
+    let alarm_refs = refs.len();
+    let owned = dashboard(&t, true);
+    let external = dashboard(&t, false);
+    refs.extend(dashboard_metrics(&owned));
+    let external_refs = dashboard_metrics(&external);
+    assert!(alarm_refs >= 15, "alarms read {alarm_refs} metrics");
+    assert!(
+        refs.len() - alarm_refs >= 40,
+        "dashboard reads {} metrics",
+        refs.len() - alarm_refs
+    );
+    let action_rows = |rs: &[MetricRef]| {
+        rs.iter()
+            .filter(|r| {
+                r.dimensions
+                    .iter()
+                    .any(|(_, v)| v == "ActionTriggerQueue.QueueName")
+            })
+            .count()
+    };
+    assert_eq!(
+        action_rows(&refs[alarm_refs..]),
+        2,
+        "depth and age of the stack's own action trigger queue"
+    );
+    assert_eq!(
+        action_rows(&external_refs),
+        0,
+        "an external action trigger queue is not the stack's to graph"
+    );
+    refs.extend(external_refs);
+
+    let sources: Vec<(&str, String)> = METRIC_WRITERS
+        .iter()
+        .map(|(function, files)| {
+            assert!(
+                repo_file(&format!("functions/{function}/src/main.rs"))
+                    .contains(&format!("Metrics::new(\"{function}\")")),
+                "{function}'s main does not write its metrics as Function = {function}"
+            );
+            (
+                *function,
+                files.iter().map(|f| repo_file(f)).collect::<String>(),
+            )
+        })
+        .collect();
+    let mut ours = 0;
+    for r in &refs {
+        if r.namespace != NAMESPACE {
+            assert!(
+                ["AWS/Lambda", "AWS/SQS"].contains(&r.namespace.as_str()),
+                "{}: namespace {:?} is neither the code's ({NAMESPACE}) nor AWS's",
+                r.from,
+                r.namespace
+            );
+            continue;
+        }
+        ours += 1;
+        let metric = Metric::ALL
+            .iter()
+            .find(|m| m.name() == r.name)
+            .unwrap_or_else(|| panic!("{}: the code writes no metric {:?}", r.from, r.name));
+        let [(dimension, function)] = r.dimensions.as_slice() else {
+            panic!(
+                "{}: {} must carry exactly the dimension {DIMENSION}: {:?}",
+                r.from, r.name, r.dimensions
+            )
+        };
+        assert_eq!(dimension, DIMENSION, "{}: {}", r.from, r.name);
+        let code = sources
+            .iter()
+            .find(|(f, _)| f == function)
+            .map(|(_, code)| code)
+            .unwrap_or_else(|| panic!("{}: no function writes metrics as {function:?}", r.from));
+        assert!(
+            code.contains(&format!("Metric::{metric:?}")),
+            "{}: {function} never writes {}",
+            r.from,
+            r.name
+        );
+    }
+    assert!(ours >= 40, "only {ours} references in {NAMESPACE}");
+}
+
+/// Every alarm notifies the topic and says what to do; the heartbeat alarms wait 25 hours
+/// (scanner) and 3 windows (scheduler) with missing data breaching; every function's
+/// errors and throttles are watched; the README has a runbook entry for each alarm.
+#[test]
+fn alarms_notify_the_topic_and_watch_each_function() {
+    let t = template();
+    let readme = repo_file("README.md");
+    let all = alarms(&t);
+    for (name, p) in &all {
+        for actions in ["AlarmActions", "OKActions"] {
+            assert!(
+                format!("{:?}", p[actions]).contains("AlarmTopic"),
+                "{name} does not notify the alarm topic on {actions}"
+            );
+        }
+        let text = p["AlarmDescription"].as_str().unwrap_or_default();
+        assert!(
+            (100..=1024).contains(&text.len()),
+            "{name}: a description says what it means and what to do, in at most 1024 characters ({} now)",
+            text.len()
+        );
+        assert!(
+            ["breaching", "notBreaching"]
+                .contains(&p["TreatMissingData"].as_str().unwrap_or_default()),
+            "{name} states how missing data counts"
+        );
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README has no runbook entry for `{name}`"
+        );
+    }
+    let alarm = |name: &str| -> &Value {
+        all.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("no alarm {name}"))
+    };
+
+    // The daily scan: 25 hours without a complete one.
+    let scan = alarm("DailyScanNotCompleted");
+    assert_eq!(scan["MetricName"].as_str(), Some("DailyScanCompleted"));
+    assert_eq!(scan["TreatMissingData"].as_str(), Some("breaching"));
+    assert_eq!(
+        num(&scan["Period"]) * num(&scan["EvaluationPeriods"]),
+        25 * 3600
+    );
+    assert_eq!(
+        num(&scan["DatapointsToAlarm"]),
+        num(&scan["EvaluationPeriods"])
+    );
+
+    // The scheduler: 3 windows without a successful run; the period is one window for every
+    // allowed window length.
+    let sched = alarm("SchedulerNotSucceeding");
+    assert_eq!(sched["MetricName"].as_str(), Some("SchedulerRunSucceeded"));
+    assert_eq!(sched["TreatMissingData"].as_str(), Some("breaching"));
+    assert_eq!(num(&sched["EvaluationPeriods"]), 3);
+    assert_eq!(num(&sched["DatapointsToAlarm"]), 3);
+    let period = format!("{:?}", sched["Period"]);
+    assert!(
+        period.contains("ScheduleWindowSeconds") && period.contains("ScheduleWindowMinutes"),
+        "{period}"
+    );
+    let window = &t["Parameters"]["ScheduleWindowMinutes"];
+    for minutes in num(&window["MinValue"])..=num(&window["MaxValue"]) {
+        let seconds =
+            &t["Mappings"]["ScheduleWindowSeconds"][minutes.to_string().as_str()]["Seconds"];
+        assert_eq!(num(seconds), minutes * 60, "window of {minutes} min");
+    }
+
+    // The lateness alarm reads the threshold parameter, on the p99.
+    let late = alarm("LatenessP99High");
+    assert_eq!(late["ExtendedStatistic"].as_str(), Some("p99"));
+    assert!(format!("{:?}", late["Threshold"]).contains("LatenessP99ThresholdMs"));
+
+    // The scheduler's duration alarm sits at 80 % of its timeout.
+    let duration = alarm("SchedulerDurationNearTimeout");
+    let timeout_ms = num(&resource(&t, "SchedulerFunction")["Timeout"]) * 1000;
+    assert_eq!(num(&duration["Threshold"]), timeout_ms * 8 / 10);
+
+    // Errors and throttles of every function.
+    let functions: Vec<&str> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(k, _)| k.as_str().unwrap())
+        .collect();
+    assert_eq!(functions.len(), 4);
+    for function in functions {
+        for metric in ["Errors", "Throttles"] {
+            let watched = all.iter().any(|(_, p)| {
+                p["Namespace"].as_str() == Some("AWS/Lambda")
+                    && p["MetricName"].as_str() == Some(metric)
+                    && format!("{:?}", p["Dimensions"]).contains(&format!("\"{function}\""))
+            });
+            assert!(watched, "no alarm on {function}'s {metric}");
+        }
+    }
+}

@@ -7,100 +7,98 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 
-/// Every metric the flow emits, named once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Metric {
-    /// Occurrences written by the scanner.
-    Materialized,
-    /// Occurrences the scanner found already written (re-run, overlap).
-    AlreadyMaterialized,
-    /// Definitions rejected with a reason (bad zone, bad cron, forged id, …).
-    InvalidDefinition,
-    /// Definitions whose rule could not be expanded (they are validated when read, so
-    /// this counts what validation let through).
-    InvalidSchedule,
-    /// Scanner writes that failed after retries.
-    WriteErrors,
-    /// Occurrences the scanner left unwritten at its deadline.
-    NotWritten,
-    /// Sent to the execution queue.
-    Dispatched,
-    /// Sends to the execution queue that failed after retries.
-    DispatchFailed,
-    /// Items another run had already taken.
-    AlreadyTaken,
-    /// QUEUED items older than expected: their message may be lost or in the DLQ.
-    StuckQueued,
-    Executed,
-    /// A message for an occurrence that already has its outcome.
-    Duplicate,
-    Failed,
-    Skipped,
-    Missed,
-    /// Failed sends to the action trigger queue that were retried.
-    SendRetries,
-    /// Execution messages that could not be read.
-    MalformedMessage,
-    /// Execution messages for an occurrence that does not exist.
-    OrphanMessage,
-    /// Messages left for redelivery (lease held elsewhere, transient failure).
-    Redelivered,
-    ValidationCacheHit,
-    ValidationCacheMiss,
-    /// The registry could not answer; the occurrence went on with its scan-time result.
-    ValidationUnavailable,
-    /// `sent_at - scheduled_time` of each executed trigger.
-    LatenessMs,
-    /// Definition stream records handled by definition sync.
-    SyncRecords,
-    /// PENDING occurrences brought to a newer definition version.
-    Refreshed,
-    /// CANCELLED occurrences a newer definition version yields again.
-    Reinstated,
-    /// PENDING occurrences cancelled because their definition changed.
-    Cancelled,
-    /// Stream records older than the definition's current version (replays, duplicates).
-    StaleRecordIgnored,
-    /// Occurrences dispatched without their definition checked: the definitions table
-    /// could not be read (the run fails open rather than stop every step).
-    DefinitionCheckUnavailable,
+/// Declares the metric enum with its name and the list of every variant, so that a new
+/// metric cannot be left out of either.
+macro_rules! metrics {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $( $(#[$doc:meta])* $variant:ident, )* }
+    ) => {
+        $(#[$meta])*
+        pub enum $name { $( $(#[$doc])* $variant, )* }
+
+        impl $name {
+            /// Every metric, in declaration order.
+            pub const ALL: &'static [$name] = &[ $( $name::$variant, )* ];
+
+            /// The CloudWatch metric name.
+            pub fn name(self) -> &'static str {
+                match self { $( $name::$variant => stringify!($variant), )* }
+            }
+        }
+    };
+}
+
+metrics! {
+    /// Every metric the flow emits, named once: the variant's name is the CloudWatch
+    /// metric name, and [`Metric::ALL`] lists them all (the template's alarms and
+    /// dashboard are checked against it).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum Metric {
+        /// Occurrences written by the scanner.
+        Materialized,
+        /// Occurrences the scanner found already written (re-run, overlap).
+        AlreadyMaterialized,
+        /// Definitions rejected with a reason (bad zone, bad cron, forged id, …).
+        InvalidDefinition,
+        /// Definitions whose rule could not be expanded (they are validated when read, so
+        /// this counts what validation let through).
+        InvalidSchedule,
+        /// Scanner writes that failed after retries.
+        WriteErrors,
+        /// Occurrences the scanner left unwritten at its deadline.
+        NotWritten,
+        /// Sent to the execution queue.
+        Dispatched,
+        /// Sends to the execution queue that failed after retries.
+        DispatchFailed,
+        /// Items another run had already taken.
+        AlreadyTaken,
+        /// QUEUED items older than expected: their message may be lost or in the DLQ.
+        StuckQueued,
+        Executed,
+        /// A message for an occurrence that already has its outcome.
+        Duplicate,
+        Failed,
+        Skipped,
+        Missed,
+        /// Failed sends to the action trigger queue that were retried.
+        SendRetries,
+        /// Execution messages that could not be read.
+        MalformedMessage,
+        /// Execution messages for an occurrence that does not exist.
+        OrphanMessage,
+        /// Messages left for redelivery (lease held elsewhere, transient failure).
+        Redelivered,
+        ValidationCacheHit,
+        ValidationCacheMiss,
+        /// The registry could not answer; the occurrence went on with its scan-time result.
+        ValidationUnavailable,
+        /// `sent_at - scheduled_time` of each executed trigger.
+        LatenessMs,
+        /// Definition stream records handled by definition sync.
+        SyncRecords,
+        /// PENDING occurrences brought to a newer definition version.
+        Refreshed,
+        /// CANCELLED occurrences a newer definition version yields again.
+        Reinstated,
+        /// PENDING occurrences cancelled because their definition changed.
+        Cancelled,
+        /// Stream records older than the definition's current version (replays, duplicates).
+        StaleRecordIgnored,
+        /// Occurrences dispatched without their definition checked: the definitions table
+        /// could not be read (the run fails open rather than stop every step).
+        DefinitionCheckUnavailable,
+        /// A daily scan (not a backfill) that wrote its whole window: the heartbeat the
+        /// "scanner did not run" alarm waits for.
+        DailyScanCompleted,
+        /// A scheduler run that finished without an error: the heartbeat the "scheduler is
+        /// not running" alarm waits for.
+        SchedulerRunSucceeded,
+    }
 }
 
 impl Metric {
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Materialized => "Materialized",
-            Metric::AlreadyMaterialized => "AlreadyMaterialized",
-            Metric::InvalidDefinition => "InvalidDefinition",
-            Metric::InvalidSchedule => "InvalidSchedule",
-            Metric::WriteErrors => "WriteErrors",
-            Metric::NotWritten => "NotWritten",
-            Metric::Dispatched => "Dispatched",
-            Metric::DispatchFailed => "DispatchFailed",
-            Metric::AlreadyTaken => "AlreadyTaken",
-            Metric::StuckQueued => "StuckQueued",
-            Metric::Executed => "Executed",
-            Metric::Duplicate => "Duplicate",
-            Metric::Failed => "Failed",
-            Metric::Skipped => "Skipped",
-            Metric::Missed => "Missed",
-            Metric::SendRetries => "SendRetries",
-            Metric::MalformedMessage => "MalformedMessage",
-            Metric::OrphanMessage => "OrphanMessage",
-            Metric::Redelivered => "Redelivered",
-            Metric::ValidationCacheHit => "ValidationCacheHit",
-            Metric::ValidationCacheMiss => "ValidationCacheMiss",
-            Metric::ValidationUnavailable => "ValidationUnavailable",
-            Metric::LatenessMs => "LatenessMs",
-            Metric::SyncRecords => "SyncRecords",
-            Metric::Refreshed => "Refreshed",
-            Metric::Reinstated => "Reinstated",
-            Metric::Cancelled => "Cancelled",
-            Metric::StaleRecordIgnored => "StaleRecordIgnored",
-            Metric::DefinitionCheckUnavailable => "DefinitionCheckUnavailable",
-        }
-    }
-
     fn unit(self) -> &'static str {
         match self {
             Metric::LatenessMs => "Milliseconds",
@@ -111,6 +109,9 @@ impl Metric {
 
 /// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "WorkflowStepScheduler";
+/// The one dimension every metric carries: the function that wrote it (the name given to
+/// [`Metrics::new`], e.g. `executor_v2`). An alarm must name exactly this dimension.
+pub const DIMENSION: &str = "Function";
 /// EMF takes at most 100 values per metric per document.
 const EMF_MAX_VALUES: usize = 100;
 
@@ -199,10 +200,10 @@ impl Metrics {
         root.insert(
             "_aws".into(),
             json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": [
-                {"Namespace": NAMESPACE, "Dimensions": [["Function"]], "Metrics": definitions}
+                {"Namespace": NAMESPACE, "Dimensions": [[DIMENSION]], "Metrics": definitions}
             ]}),
         );
-        root.insert("Function".into(), json!(self.function));
+        root.insert(DIMENSION.into(), json!(self.function));
         for (m, v) in values {
             root.insert(m.name().into(), v.clone());
         }
@@ -220,6 +221,28 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_each_metric_once_under_its_variant_name() {
+        let names: std::collections::BTreeSet<&str> =
+            Metric::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(names.len(), Metric::ALL.len(), "names are unique");
+        for m in Metric::ALL {
+            assert_eq!(m.name(), format!("{m:?}"));
+        }
+        assert!(names.contains("DailyScanCompleted") && names.contains("SchedulerRunSucceeded"));
+    }
+
+    #[test]
+    fn every_document_carries_the_one_dimension_with_the_function_name() {
+        let m = Metrics::new("scheduler_v2");
+        m.incr(Metric::SchedulerRunSucceeded);
+        let doc: Value = serde_json::from_str(&m.take_emf(0)[0]).unwrap();
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], json!(NAMESPACE));
+        assert_eq!(directive["Dimensions"], json!([[DIMENSION]]));
+        assert_eq!(doc[DIMENSION], json!("scheduler_v2"));
+    }
 
     #[test]
     fn emf_documents_declare_every_value_and_split_long_sample_lists() {

@@ -10,7 +10,7 @@ use schedule_core::app::AppError;
 use schedule_core::app::scan::{ScanReport, ScanRequest, ScanSettings, Scanner};
 use schedule_core::config::ScannerConfig;
 use schedule_core::error::ConfigError;
-use schedule_core::metrics::Metrics;
+use schedule_core::metrics::{Metric, Metrics};
 use schedule_core::model::{TenantId, Timestamp};
 use schedule_core::ports::{Clock, DefinitionSource, DeviceValidator, ScheduleStore};
 use schedule_core::validation_cache::CachedValidator;
@@ -134,8 +134,14 @@ where
 {
     let now = Timestamp::from_datetime(scanner.clock.now());
     let request = request_from_event(event, now, &scanner.settings)?;
+    let daily = request == ScanRequest::daily(now, &scanner.settings);
     let report = scanner.run(&request, deadline, metrics).await?;
     if report.is_complete() {
+        // The heartbeat the "scanner did not run" alarm waits for; a backfill does not
+        // stand in for a missing daily scan.
+        if daily {
+            metrics.incr(Metric::DailyScanCompleted);
+        }
         Ok(report)
     } else {
         Err(ScanFailure::Incomplete(Box::new(report)))
@@ -167,6 +173,36 @@ mod tests {
             request_from_event(&event("daily_scanner_v2_backfill.json"), now, &settings).unwrap();
         assert_eq!(backfill.window.from.to_string(), "2026-11-26T00:00:00Z");
         assert_eq!(backfill.tenant.unwrap().as_str(), "acme");
+    }
+
+    /// The daily run's heartbeat is written once per complete daily scan; a backfill
+    /// writes none, so it cannot hide a daily scan that did not run.
+    #[tokio::test]
+    async fn only_a_complete_daily_scan_writes_the_heartbeat() {
+        use schedule_core::embedded::{Embedded, EmbeddedSettings};
+        let world = Embedded::new(
+            "2026-11-26T00:00:03Z".parse().unwrap(),
+            EmbeddedSettings::default(),
+        );
+        handle(
+            &world.scanner,
+            &event("daily_scanner_v2.json"),
+            None,
+            &world.metrics,
+        )
+        .await
+        .unwrap();
+        assert_eq!(world.metrics.get(Metric::DailyScanCompleted), 1);
+        world.metrics.take_emf(0);
+        handle(
+            &world.scanner,
+            &event("daily_scanner_v2_backfill.json"),
+            None,
+            &world.metrics,
+        )
+        .await
+        .unwrap();
+        assert_eq!(world.metrics.get(Metric::DailyScanCompleted), 0);
     }
 
     #[test]

@@ -55,5 +55,10 @@ mod tests {
             "window 5 min + margin 1 min"
         );
         assert_eq!(world.metrics.get(Metric::Dispatched), 0);
+        assert_eq!(
+            world.metrics.get(Metric::SchedulerRunSucceeded),
+            1,
+            "a run that finished writes the heartbeat, even with nothing due"
+        );
     }
 }

@@ -314,6 +314,8 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
             left = report.left_for_next_run,
             "schedule run finished"
         );
+        // The heartbeat: an alarm fires when no run succeeds for three windows.
+        metrics.incr(Metric::SchedulerRunSucceeded);
         Ok(report)
     }
 
