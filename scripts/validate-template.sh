@@ -35,7 +35,7 @@ echo "-- sam validate --lint"
 # samconfig.toml turns lint on for `sam validate`; an empty config gives the plain check
 # (the SAM transform alone).
 echo "-- sam validate"
-empty="$(mktemp)"
+empty="$(mktemp --suffix=.toml)"
 trap 'rm -f "$empty"' EXIT
 echo 'version = 0.1' >"$empty"
 "$venv/bin/sam" validate --template-file "$template" --config-file "$empty"
