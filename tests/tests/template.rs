@@ -179,7 +179,10 @@ fn functions_are_built_by_cargo_lambda_for_arm64() {
     let t = template();
     let globals = &t["Globals"]["Function"];
     assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
-    assert_eq!(globals["Architectures"][0].as_str(), Some("arm64"));
+    assert_eq!(
+        resolved(&t, &globals["Architectures"][0]).as_deref(),
+        Some("arm64")
+    );
     for (resource, binary) in [
         ("DailyScannerFunction", "daily_scanner_v2"),
         ("SchedulerFunction", "scheduler_v2"),
@@ -689,5 +692,479 @@ fn alarms_notify_the_topic_and_watch_each_function() {
             });
             assert!(watched, "no alarm on {function}'s {metric}");
         }
+    }
+}
+
+// ---- Production hardening: roles, event sources, logs, tables, parameters.
+
+/// The target of a `!Ref`, `!GetAtt` or `!FindInMap` (its tag and text), or `None`.
+fn target_of(v: &Value) -> Option<(String, String)> {
+    match v {
+        Value::Tagged(t) => Some((
+            t.tag.to_string().trim_start_matches('!').to_owned(),
+            match &t.value {
+                Value::String(s) => s.clone(),
+                other => format!("{other:?}"),
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// A plain string, or a `!Ref` to a parameter resolved to its default.
+fn resolved(t: &Value, v: &Value) -> Option<String> {
+    // `as_str` looks through tags, so the intrinsic is checked first.
+    let Some(target) = target_of(v) else {
+        return v.as_str().map(str::to_owned);
+    };
+    match target {
+        (tag, name) if tag == "Ref" => {
+            let default = &t["Parameters"][name.as_str()]["Default"];
+            default
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| default.as_u64().map(|n| n.to_string()))
+        }
+        _ => None,
+    }
+}
+
+fn is_ref(v: &Value, name: &str) -> bool {
+    target_of(v) == Some(("Ref".to_owned(), name.to_owned()))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Sequence(items) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+const FUNCTIONS: [(&str, &str); 4] = [
+    ("DailyScannerFunction", "DailyScanner"),
+    ("SchedulerFunction", "Scheduler"),
+    ("ExecutorFunction", "Executor"),
+    ("DefinitionSyncFunction", "DefinitionSync"),
+];
+
+/// Every statement of a role's inline policies, with `!If` branches flattened in.
+fn statements(t: &Value, role: &str) -> Vec<Value> {
+    let policies = resource(t, role)["Policies"].as_sequence().unwrap();
+    let mut out = Vec::new();
+    for p in policies {
+        for s in p["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+            match s {
+                Value::Tagged(tagged) => {
+                    let branch = &tagged.value.as_sequence().unwrap()[1];
+                    out.push(branch.clone());
+                }
+                plain => out.push(plain.clone()),
+            }
+        }
+    }
+    out
+}
+
+/// Each function runs under its own role, whose inline policy grants exactly the calls
+/// its code makes (and its event source makes for it): no SAM policy templates, no
+/// managed policies, no wildcard actions, "*" resources only for X-Ray.
+#[test]
+fn each_function_has_a_role_with_only_the_calls_it_makes() {
+    let t = template();
+    let expected: [(&str, &[&str]); 4] = [
+        (
+            "DailyScanner",
+            &["dynamodb:PutItem", "dynamodb:Scan", "dynamodb:UpdateItem"],
+        ),
+        (
+            "Scheduler",
+            &[
+                "dynamodb:BatchGetItem",
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+                "sqs:SendMessage",
+            ],
+        ),
+        (
+            "Executor",
+            &[
+                "dynamodb:GetItem",
+                "dynamodb:UpdateItem",
+                "kms:Decrypt",
+                "kms:GenerateDataKey",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ReceiveMessage",
+                "sqs:SendMessage",
+            ],
+        ),
+        (
+            "DefinitionSync",
+            &[
+                "dynamodb:DescribeStream",
+                "dynamodb:GetItem",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "sqs:SendMessage",
+            ],
+        ),
+    ];
+    for ((function, prefix), (name, actions)) in FUNCTIONS.iter().zip(expected) {
+        assert_eq!(*prefix, name);
+        let f = resource(&t, function);
+        assert!(f["Policies"].is_null(), "{function} must not use Policies");
+        let role = format!("{prefix}Role");
+        assert_eq!(
+            target_of(&f["Role"]),
+            Some(("GetAtt".to_owned(), format!("{role}.Arn"))),
+            "{function}"
+        );
+        assert!(
+            resource(&t, &role)["ManagedPolicyArns"].is_null(),
+            "{role} must not attach managed policies"
+        );
+        let mut granted = std::collections::BTreeSet::new();
+        for s in statements(&t, &role) {
+            assert_eq!(s["Effect"].as_str(), Some("Allow"), "{role}: {s:?}");
+            let acts = strings(&s["Action"]);
+            for a in &acts {
+                assert!(!a.contains('*'), "{role} grants a wildcard action {a}");
+            }
+            if s["Resource"].as_str() == Some("*") {
+                assert!(
+                    acts.iter().all(|a| a.starts_with("xray:")),
+                    "{role}: only X-Ray may use Resource \"*\": {acts:?}"
+                );
+                continue;
+            }
+            if acts.iter().any(|a| a.starts_with("logs:")) {
+                assert_eq!(
+                    target_of(&s["Resource"]),
+                    Some(("GetAtt".to_owned(), format!("{prefix}LogGroup.Arn"))),
+                    "{role} may log to its own group only"
+                );
+                continue;
+            }
+            granted.extend(acts);
+        }
+        let want: std::collections::BTreeSet<String> =
+            actions.iter().map(|a| (*a).to_owned()).collect();
+        assert_eq!(granted, want, "{role}");
+    }
+    // The scheduler queries the status index, not the table.
+    let query = statements(&t, "SchedulerRole")
+        .into_iter()
+        .find(|s| strings(&s["Action"]) == ["dynamodb:Query"])
+        .unwrap();
+    let target = format!("{:?}", query["Resource"]);
+    assert!(
+        target.contains(&format!("/index/{STATUS_INDEX_NAME}")),
+        "{target}"
+    );
+}
+
+/// An existing action trigger queue comes as URL and ARN together (a Rules assertion
+/// refuses one without the other); its optional KMS key gets exactly
+/// GenerateDataKey/Decrypt, only through SQS, only when given.
+#[test]
+fn existing_action_trigger_queue_needs_url_and_arn_and_its_key_is_scoped() {
+    let t = template();
+    let p = &t["Parameters"];
+    for name in [
+        "ActionTriggerQueueUrl",
+        "ActionTriggerQueueArn",
+        "ActionTriggerQueueKmsKeyArn",
+    ] {
+        assert_eq!(p[name]["Default"].as_str(), Some(""), "{name}");
+        assert!(p[name]["AllowedPattern"].as_str().is_some(), "{name}");
+    }
+    let rules = format!("{:?}", t["Rules"]);
+    for name in [
+        "ActionTriggerQueueUrlAndArnTogether",
+        "ActionTriggerQueueKeyNeedsAnExistingQueue",
+    ] {
+        assert!(!t["Rules"][name]["Assertions"].is_null(), "rule {name}");
+    }
+    for param in [
+        "ActionTriggerQueueUrl",
+        "ActionTriggerQueueArn",
+        "ActionTriggerQueueKmsKeyArn",
+    ] {
+        assert!(rules.contains(param), "the Rules must check {param}");
+    }
+    let policies = resource(&t, "ExecutorRole")["Policies"]
+        .as_sequence()
+        .unwrap();
+    let kms: Vec<&Value> = policies
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_sequence().unwrap())
+        .filter(|s| format!("{s:?}").contains("kms:"))
+        .collect();
+    assert_eq!(kms.len(), 1, "one KMS statement");
+    let Value::Tagged(branch) = kms[0] else {
+        panic!("the KMS statement must sit under !If: {:?}", kms[0]);
+    };
+    let branch = branch.value.as_sequence().unwrap();
+    assert_eq!(branch[0].as_str(), Some("ActionTriggerQueueHasKey"));
+    assert!(is_ref(&branch[2], "AWS::NoValue"));
+    let s = &branch[1];
+    assert_eq!(
+        strings(&s["Action"]),
+        ["kms:GenerateDataKey", "kms:Decrypt"]
+    );
+    assert!(is_ref(&s["Resource"], "ActionTriggerQueueKmsKeyArn"));
+    let via = format!("{:?}", s["Condition"]["StringEquals"]["kms:ViaService"]);
+    assert!(via.contains("sqs.${AWS::Region}.amazonaws.com"), "{via}");
+    let condition = format!("{:?}", t["Conditions"]["ActionTriggerQueueHasKey"]);
+    assert!(
+        condition.contains("ActionTriggerQueueKmsKeyArn"),
+        "{condition}"
+    );
+}
+
+/// The executor's event source never invokes more instances than are reserved for it,
+/// so no invocation is throttled (a throttle would spend one of a message's receives);
+/// the scheduler runs one at a time.
+#[test]
+fn executor_concurrency_is_capped_and_reserved_and_the_scheduler_runs_alone() {
+    let t = template();
+    let p = &t["Parameters"]["ExecutorMaximumConcurrency"];
+    // AWS accepts MaximumConcurrency from 2 to 1000.
+    assert_eq!(num(&p["MinValue"]), 2);
+    assert_eq!(num(&p["MaxValue"]), 1000);
+    assert!(num(&p["Default"]) >= 2);
+    let executor = resource(&t, "ExecutorFunction");
+    assert!(is_ref(
+        &executor["ReservedConcurrentExecutions"],
+        "ExecutorMaximumConcurrency"
+    ));
+    let sqs = &executor["Events"]["Execution"]["Properties"];
+    assert!(is_ref(
+        &sqs["ScalingConfig"]["MaximumConcurrency"],
+        "ExecutorMaximumConcurrency"
+    ));
+    assert_eq!(
+        num(&resource(&t, "SchedulerFunction")["ReservedConcurrentExecutions"]),
+        1
+    );
+}
+
+/// The execution queue keeps a message long past its longest legitimate wait; the DLQ
+/// keeps it 14 days; three receives before the DLQ.
+#[test]
+fn execution_queue_retention_outlasts_every_legitimate_wait() {
+    use schedule_core::limits::{EXECUTION_RETENTION, SQS_MAX_DELAY_SECONDS};
+    let t = template();
+    let q = resource(&t, "ExecutionQueue");
+    let retention = num(&q["MessageRetentionPeriod"]);
+    assert_eq!(retention, EXECUTION_RETENTION.as_secs());
+    assert_eq!(retention, 86_400);
+    let longest_wait = u64::from(SQS_MAX_DELAY_SECONDS)
+        + u64::from(EXECUTION_MAX_RECEIVE_COUNT) * EXECUTION_VISIBILITY_TIMEOUT.as_secs();
+    assert!(retention > longest_wait, "{retention} <= {longest_wait}");
+    assert_eq!(num(&q["RedrivePolicy"]["maxReceiveCount"]), 3);
+    let dlq = resource(&t, "ExecutionDeadLetterQueue");
+    assert_eq!(num(&dlq["MessageRetentionPeriod"]), 14 * 86_400);
+}
+
+/// Each function logs JSON to its own log group, kept `LogRetentionDays`; the level
+/// parameter reaches the code as `AWS_LAMBDA_LOG_LEVEL`, which it understands.
+#[test]
+fn functions_log_json_to_their_own_groups_at_the_level_parameter() {
+    use schedule_core::config::Env;
+    use schedule_core::logging::LogSettings;
+    let t = template();
+    let logging = &t["Globals"]["Function"]["LoggingConfig"];
+    let format = logging["LogFormat"].as_str().unwrap();
+    assert_eq!(format, "JSON");
+    let level = format!("{:?}", logging["ApplicationLogLevel"]);
+    assert!(
+        level.contains("LogLevels") && level.contains("LogLevel"),
+        "{level}"
+    );
+    for (function, prefix) in FUNCTIONS {
+        let f = resource(&t, function);
+        let group = format!("{prefix}LogGroup");
+        assert!(
+            is_ref(&f["LoggingConfig"]["LogGroup"], &group),
+            "{function}"
+        );
+        let g = resource(&t, &group);
+        assert!(is_ref(&g["RetentionInDays"], "LogRetentionDays"), "{group}");
+        let vars = f["Environment"]["Variables"].as_mapping().unwrap();
+        assert!(
+            !vars.contains_key(Value::String("RUST_LOG".into())),
+            "{function}: the level comes from LoggingConfig"
+        );
+    }
+    assert!(t["Globals"]["Function"]["Environment"]["Variables"]["RUST_LOG"].is_null());
+    let allowed = t["Parameters"]["LogLevel"]["AllowedValues"]
+        .as_sequence()
+        .unwrap();
+    for value in allowed {
+        let value = value.as_str().unwrap();
+        let lambda = t["Mappings"]["LogLevels"][value]["Lambda"]
+            .as_str()
+            .unwrap();
+        let env = Env(|name: &str| match name {
+            "AWS_LAMBDA_LOG_LEVEL" => Some(lambda.to_owned()),
+            "AWS_LAMBDA_LOG_FORMAT" => Some(format.to_owned()),
+            _ => None,
+        });
+        let settings = LogSettings::from_env(&env, false, "info");
+        assert_eq!(settings.filter, value, "LogLevel {value} -> {lambda}");
+        assert!(settings.json, "LogFormat {format}");
+        assert_eq!(settings.ignored, None);
+    }
+    let retention = &t["Parameters"]["LogRetentionDays"];
+    let days: Vec<u64> = retention["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(num)
+        .collect();
+    assert!(days.contains(&num(&retention["Default"])));
+}
+
+/// The architecture is a parameter, arm64 by default, applied to every function.
+#[test]
+fn architecture_is_a_parameter() {
+    let t = template();
+    let p = &t["Parameters"]["Architecture"];
+    assert_eq!(p["Default"].as_str(), Some("arm64"));
+    assert_eq!(strings(&p["AllowedValues"]), ["arm64", "x86_64"]);
+    assert!(is_ref(
+        &t["Globals"]["Function"]["Architectures"][0],
+        "Architecture"
+    ));
+    for (function, _) in FUNCTIONS {
+        assert!(
+            resource(&t, function)["Architectures"].is_null(),
+            "{function} must take the global architecture"
+        );
+    }
+}
+
+/// Both tables survive a stack deletion or replacement, with PITR and SSE; the schedule
+/// table and its index bill on demand unless provisioned through the parameters.
+#[test]
+fn tables_are_retained_recoverable_encrypted_and_billed_by_parameter() {
+    let t = template();
+    for table in ["DefinitionsTable", "ScheduleTable"] {
+        let r = &t["Resources"][table];
+        assert_eq!(r["DeletionPolicy"].as_str(), Some("Retain"), "{table}");
+        assert_eq!(r["UpdateReplacePolicy"].as_str(), Some("Retain"), "{table}");
+        let p = &r["Properties"];
+        assert_eq!(
+            p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
+            Some(true),
+            "{table}"
+        );
+        assert_eq!(
+            p["SSESpecification"]["SSEEnabled"].as_bool(),
+            Some(true),
+            "{table}"
+        );
+    }
+    let billing = &t["Parameters"]["ScheduleTableBillingMode"];
+    assert_eq!(billing["Default"].as_str(), Some("PAY_PER_REQUEST"));
+    assert_eq!(
+        strings(&billing["AllowedValues"]),
+        ["PAY_PER_REQUEST", "PROVISIONED"]
+    );
+    let condition = format!("{:?}", t["Conditions"]["ScheduleTableProvisioned"]);
+    assert!(
+        condition.contains("ScheduleTableBillingMode") && condition.contains("PROVISIONED"),
+        "{condition}"
+    );
+    let table = resource(&t, "ScheduleTable");
+    assert!(is_ref(&table["BillingMode"], "ScheduleTableBillingMode"));
+    let gsi = &table["GlobalSecondaryIndexes"][0];
+    for (throughput, read, write) in [
+        (
+            &table["ProvisionedThroughput"],
+            "ScheduleTableReadCapacity",
+            "ScheduleTableWriteCapacity",
+        ),
+        (
+            &gsi["ProvisionedThroughput"],
+            "StatusIndexReadCapacity",
+            "StatusIndexWriteCapacity",
+        ),
+    ] {
+        let Value::Tagged(branch) = throughput else {
+            panic!("ProvisionedThroughput must be an !If: {throughput:?}");
+        };
+        let branch = branch.value.as_sequence().unwrap();
+        assert_eq!(branch[0].as_str(), Some("ScheduleTableProvisioned"));
+        assert!(is_ref(&branch[1]["ReadCapacityUnits"], read));
+        assert!(is_ref(&branch[1]["WriteCapacityUnits"], write));
+        assert!(is_ref(&branch[2], "AWS::NoValue"));
+        for name in [read, write] {
+            assert!(num(&t["Parameters"][name]["MinValue"]) >= 1, "{name}");
+        }
+    }
+}
+
+/// Every parameter is described, used somewhere in the template, and explained in the
+/// README's deploy section.
+#[test]
+fn every_parameter_is_described_used_and_in_the_readme() {
+    let t = template();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let body = &text[text
+        .find("\nRules:")
+        .or(text.find("\nConditions:"))
+        .unwrap()..];
+    for (name, p) in t["Parameters"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        assert!(
+            p["Description"].as_str().is_some(),
+            "{name} has no Description"
+        );
+        assert!(
+            body.contains(&format!("!Ref {name}")) || body.contains(&format!("${{{name}}}")),
+            "{name} is never used"
+        );
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README does not explain `{name}`"
+        );
+    }
+}
+
+/// Every variable the template sets on a function is one the code reads: a renamed
+/// variable cannot silently fall back to a default.
+#[test]
+fn every_variable_the_template_sets_is_read_by_the_code() {
+    let t = template();
+    let config = include_str!("../../crates/schedule-core/src/config.rs");
+    let mut names: Vec<String> = Vec::new();
+    let mut collect = |vars: &Value| {
+        for (k, _) in vars.as_mapping().unwrap() {
+            names.push(k.as_str().unwrap().to_owned());
+        }
+    };
+    collect(&t["Globals"]["Function"]["Environment"]["Variables"]);
+    for (function, _) in FUNCTIONS {
+        collect(&resource(&t, function)["Environment"]["Variables"]);
+    }
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        assert!(
+            config.contains(&format!("\"{name}\"")),
+            "the template sets {name}, which config.rs never reads"
+        );
     }
 }

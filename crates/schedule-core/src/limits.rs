@@ -38,6 +38,9 @@ pub const EXECUTION_MAX_RECEIVE_COUNT: u32 = 3;
 /// Visibility timeout of the execution queue; at least six times the executor's timeout,
 /// as AWS advises for Lambda event sources.
 pub const EXECUTION_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(180);
+/// The execution queue keeps a message one day: far past the longest legitimate wait (a
+/// delay of at most 900 s plus three receives of the visibility timeout each).
+pub const EXECUTION_RETENTION: Duration = Duration::from_secs(86_400);
 /// The DLQ keeps messages for the longest SQS allows, 14 days.
 pub const DLQ_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 

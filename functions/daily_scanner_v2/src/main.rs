@@ -8,7 +8,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    schedule_core::logging::init(true, "info");
+    schedule_core::logging::init_lambda();
     let config = ScannerConfig::from_env(&Env::process())?;
     let sdk = schedule_core::adapters::load_sdk_config().await;
     let scanner = daily_scanner_v2::build(&config, &sdk)?;

@@ -7,7 +7,7 @@ use schedule_core::metrics::Metrics;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    schedule_core::logging::init(true, "info");
+    schedule_core::logging::init_lambda();
     let config = SyncConfig::from_env(&Env::process())?;
     let sdk = schedule_core::adapters::load_sdk_config().await;
     let sync = definition_sync::build(&config, &sdk);
