@@ -1,7 +1,7 @@
 # The README's commands. Every target works on a fresh clone: what it needs, it installs.
 CARGO ?= cargo
 
-.PHONY: demo test check lint fmt venv clean-emulator
+.PHONY: demo test check lint fmt doc venv clean-emulator sam-build ci
 
 ## Run the whole flow on the embedded backend (no AWS, no emulator).
 demo:
@@ -11,6 +11,10 @@ demo:
 test:
 	scripts/with-emulator.sh $(CARGO) test --workspace --all-targets
 
+## Type-check everything (tests included) without building binaries.
+check:
+	$(CARGO) check --workspace --all-targets
+
 ## Formatting and lints, as CI runs them.
 lint:
 	$(CARGO) fmt --all --check
@@ -19,6 +23,23 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+## API documentation of the workspace crates; warnings (broken links, ...) are errors.
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace
+
 ## The project-local Python venv (moto).
 venv:
 	scripts/venv.sh
+
+## Stop a long-running emulator started with `scripts/emulator.sh start`.
+clean-emulator:
+	scripts/emulator.sh stop
+
+## Release build of every function for Lambda (arm64) with `sam build`; installs SAM CLI,
+## cargo-lambda and zig into .venv and the aarch64 Rust target. Offline: no AWS account.
+sam-build:
+	scripts/sam-build.sh
+
+## Everything CI runs.
+ci:
+	.ci/run
