@@ -7,9 +7,11 @@ CARGO ?= cargo
 demo:
 	$(CARGO) run --quiet -p wfs-cli -- demo $(ARGS)
 
-## The full test suite: unit, contract (twin + moto) and end-to-end tests against moto.
+## The full test suite: unit, contract (twin + moto) and end-to-end tests against moto, and
+## the benchmarks run once as tests. `--tests --benches` rather than `--all-targets`: the
+## latter also builds the function binaries (`test = false`, no tests) as test executables.
 test:
-	scripts/with-emulator.sh $(CARGO) test --workspace --all-targets
+	scripts/with-emulator.sh $(CARGO) test --workspace --tests --benches
 
 ## Type-check everything (tests included) without building binaries.
 check:
