@@ -17,10 +17,11 @@ test:
 check:
 	$(CARGO) check --workspace --all-targets
 
-## Formatting and lints, as CI runs them.
+## Formatting, lints and the unused-dependency check, as CI runs them.
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	scripts/unused-deps.py
 
 fmt:
 	$(CARGO) fmt --all
