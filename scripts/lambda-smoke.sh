@@ -25,7 +25,7 @@ eval "$(scripts/emulator.sh start "$emulator_port")"
 eval "$(cargo run -q -p wfs-cli -- setup-local --prefix "smoke-$$")"
 cargo run -q -p wfs-cli -- definitions put events/sample-definitions.json
 
-cargo build -q -p daily_scanner_v2 -p scheduler_v2 -p executor_v2
+cargo build -q -p daily_scanner_v2 -p scheduler_v2 -p executor_v2 -p definition_sync
 cargo lambda watch -A 127.0.0.1 -P "$lambda_port" >target/lambda-watch.log 2>&1 &
 watch_pid=$!
 for _ in $(seq 1 150); do
