@@ -1,8 +1,80 @@
-//! Retry policy: exponential backoff with "equal jitter" (half fixed, half random), from a
-//! seeded generator so tests and simulations are exact. It plugs into `backon` as a
-//! [`backon::BackoffBuilder`]; callers retry only errors that say they are retryable.
+//! The one retry layer: exponential backoff with "equal jitter" (half fixed, half
+//! random), from a generator seeded per key so tests and simulations are exact and
+//! concurrent callers throttled together do not retry in lock-step. [`retrying`] is the
+//! only place an operation is attempted again; the AWS clients have their own retries
+//! off, so one logical call makes at most `attempts` requests. Waits go through the
+//! injected [`Clock`], so a simulated clock runs them instantly, and none is started
+//! that would end past the caller's deadline.
 
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::ports::Clock;
+
+/// An error that knows whether trying again may help (throttling, 5xx, a timeout).
+pub trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for crate::error::StoreError {
+    fn is_transient(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
+impl Transient for crate::error::QueueError {
+    fn is_transient(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
+impl Transient for crate::error::ValidationError {
+    fn is_transient(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
+/// FNV-1a of `key`: a stable seed per key (an item key, a message id).
+pub fn seed_of(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Runs `op` until it succeeds, fails for a reason that is not transient, runs out of the
+/// policy's attempts, or the next wait would end at or after `deadline`; returns the last
+/// result. The jitter is seeded from the policy's seed and `key`, so two callers with
+/// different keys spread out and one key replays exactly.
+pub async fn retrying<T, E, Fut, C>(
+    policy: RetryPolicy,
+    key: &str,
+    clock: &C,
+    deadline: Option<DateTime<Utc>>,
+    mut op: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    E: Transient,
+    Fut: Future<Output = Result<T, E>>,
+    C: Clock + ?Sized,
+{
+    let mut waits = policy.seeded(policy.seed ^ seed_of(key)).delays();
+    loop {
+        let error = match op().await {
+            Ok(value) => return Ok(value),
+            Err(e) if !e.is_transient() => return Err(e),
+            Err(e) => e,
+        };
+        let Some(wait) = waits.next() else {
+            return Err(error);
+        };
+        let ends = clock.now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        if deadline.is_some_and(|d| ends >= d) {
+            return Err(error);
+        }
+        clock.sleep(wait).await;
+    }
+}
 
 /// How many attempts, and how long to wait between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +167,85 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::clock::ManualClock;
     use proptest::prelude::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[derive(Debug)]
+    struct Flaky(bool);
+    impl Transient for Flaky {
+        fn is_transient(&self) -> bool {
+            self.0
+        }
+    }
+
+    fn start() -> DateTime<Utc> {
+        "2026-11-26T10:00:00Z".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn retrying_stops_at_attempts_at_a_permanent_error_and_at_the_deadline() {
+        let clock = ManualClock::new(start());
+        let policy = RetryPolicy::new(4, Duration::from_secs(1), Duration::from_secs(8), 7);
+        let calls = AtomicU32::new(0);
+        let always = |transient| {
+            let calls = &calls;
+            move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                std::future::ready(Err::<(), _>(Flaky(transient)))
+            }
+        };
+        assert!(
+            retrying(policy, "k", &clock, None, always(true))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            calls.swap(0, Ordering::SeqCst),
+            4,
+            "every attempt of the policy, no more"
+        );
+        assert!(
+            retrying(policy, "k", &clock, None, always(false))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            calls.swap(0, Ordering::SeqCst),
+            1,
+            "a permanent error is not retried"
+        );
+        // The first wait is at least 0.5 s: a deadline 0.4 s away leaves one attempt.
+        let deadline = clock.now() + chrono::Duration::milliseconds(400);
+        let before = clock.now();
+        assert!(
+            retrying(policy, "k", &clock, Some(deadline), always(true))
+                .await
+                .is_err()
+        );
+        assert_eq!(calls.swap(0, Ordering::SeqCst), 1);
+        assert_eq!(clock.now(), before, "no wait started past the deadline");
+        let ok = retrying(policy, "k", &clock, None, || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(if n < 2 { Err(Flaky(true)) } else { Ok(n) })
+        })
+        .await;
+        assert!(matches!(ok, Ok(2)), "{ok:?}");
+    }
+
+    #[test]
+    fn jitter_is_seeded_per_key() {
+        let policy = RetryPolicy::new(2, Duration::from_secs(1), Duration::from_secs(1), 3);
+        let first = |key: &str| policy.seeded(policy.seed ^ seed_of(key)).delays().next();
+        let distinct: std::collections::HashSet<_> =
+            (0..50).map(|i| first(&format!("TENANT#t{i}"))).collect();
+        assert!(
+            distinct.len() > 40,
+            "keys share waits: {} distinct",
+            distinct.len()
+        );
+        assert_eq!(first("TENANT#a"), first("TENANT#a"));
+    }
 
     proptest! {
         #[test]
