@@ -148,6 +148,24 @@ impl<S: ScheduleStore> ScheduleStore for LosesQueuedWrites<S> {
             .query_due_page(shard, before, limit, cursor)
             .await
     }
+
+    async fn max_status_shards(&self) -> Result<Option<u16>, StoreError> {
+        self.inner.max_status_shards().await
+    }
+
+    async fn record_status_shards(&self, shards: u16) -> Result<bool, StoreError> {
+        self.inner.record_status_shards(shards).await
+    }
+
+    async fn sweep_queued(
+        &self,
+        key: &ScheduleKey,
+        seen_queued_at: Option<Timestamp>,
+        sweep: &Sweep,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.sweep_queued(key, seen_queued_at, sweep, now).await
+    }
 }
 
 /// What the Lambda SQS event source hands the executor for received messages.
@@ -329,6 +347,29 @@ impl<S: ScheduleStore> ScheduleStore for ChaosStore<S> {
         self.inner
             .query_due_page(shard, before, limit, cursor)
             .await
+    }
+
+    async fn max_status_shards(&self) -> Result<Option<u16>, StoreError> {
+        self.before("GetItem")?;
+        self.inner.max_status_shards().await
+    }
+
+    async fn record_status_shards(&self, shards: u16) -> Result<bool, StoreError> {
+        self.before("UpdateItem")?;
+        let result = self.inner.record_status_shards(shards).await;
+        self.after("UpdateItem", result)
+    }
+
+    async fn sweep_queued(
+        &self,
+        key: &ScheduleKey,
+        seen_queued_at: Option<Timestamp>,
+        sweep: &Sweep,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.before("UpdateItem")?;
+        let result = self.inner.sweep_queued(key, seen_queued_at, sweep, now).await;
+        self.after("UpdateItem", result)
     }
 }
 

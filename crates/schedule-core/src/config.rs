@@ -195,6 +195,19 @@ impl SchedulerConfig {
                 margin,
                 default_misfire_grace: env
                     .span("DEFAULT_MISFIRE_GRACE", defaults.default_misfire_grace)?,
+                // The stuck sweep's threshold: the execution queue's own settings.
+                execution_max_receive_count: env.number(
+                    "EXECUTION_MAX_RECEIVE_COUNT",
+                    u64::from(defaults.execution_max_receive_count),
+                    1..=1000,
+                )? as u32,
+                execution_visibility: env
+                    .span("EXECUTION_VISIBILITY_TIMEOUT", defaults.execution_visibility)?,
+                stuck_redispatches: env.number(
+                    "STUCK_REDISPATCHES",
+                    u64::from(defaults.stuck_redispatches),
+                    0..=10,
+                )? as u32,
                 ..defaults
             },
         })

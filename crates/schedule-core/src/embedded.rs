@@ -128,6 +128,10 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
         scan.shards = settings.shards;
         let mut execute = settings.execute.clone();
         execute.max_receive_count = settings.max_receive_count;
+        // The sweep's threshold follows the execution queue it sweeps for.
+        let mut schedule = settings.schedule.clone();
+        schedule.execution_max_receive_count = settings.max_receive_count;
+        schedule.execution_visibility = settings.execution_visibility;
         Self {
             scanner: Scanner {
                 definitions: definitions.clone(),
@@ -141,7 +145,7 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
                 queue: execution_queue.clone(),
                 definitions: definitions.clone(),
                 clock: clock.clone(),
-                settings: settings.schedule.clone(),
+                settings: schedule,
             },
             executor: Executor {
                 store,

@@ -56,6 +56,11 @@ metrics! {
         AlreadyTaken,
         /// QUEUED items older than expected: their message may be lost or in the DLQ.
         StuckQueued,
+        /// Stuck QUEUED items the scheduler's sweep sent again under their execution id.
+        StuckRedispatched,
+        /// Stuck QUEUED items the sweep moved to FAILED (re-dispatched as often as
+        /// allowed); also counted in `Failed`.
+        StuckFailed,
         Executed,
         /// A message for an occurrence that already has its outcome.
         Duplicate,

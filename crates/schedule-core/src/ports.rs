@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use backon::Retryable;
 use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
 
 use crate::error::{QueueError, StoreError, ValidationError};
+use crate::limits::MAX_STATUS_SHARDS;
+use crate::model::scan_state::MAX_STATUS_SHARDS_ATTR;
+use crate::retry::{RetryPolicy, retrying};
 use crate::model::{
     Definition, DefinitionError, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange,
     StatusShard, StepId, TenantId, Timestamp, TriggerMessage, Validation,
@@ -139,26 +141,134 @@ pub trait ScheduleStore: Send + Sync {
         limit: u32,
         cursor: Option<&Cursor>,
     ) -> impl Future<Output = Result<Page<DueEntry>, StoreError>> + Send;
+
+    // ---- Status shards ever used, and the sweep of stuck QUEUED occurrences. ----
+
+    /// The largest shard count recorded by [`Self::record_status_shards`], if any.
+    fn max_status_shards(&self) -> impl Future<Output = Result<Option<u16>, StoreError>> + Send;
+
+    /// Records that occurrences may be indexed under `shards` shards, so the due query
+    /// keeps reading all of them after `STATUS_SHARDS` is lowered. Only grows: `Ok(false)`
+    /// when an equal or larger count is already recorded. The scheduler calls it at the
+    /// start of every run; every writer of PENDING occurrences (the scanner, definition
+    /// sync) should call it before its first write.
+    fn record_status_shards(
+        &self,
+        shards: u16,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Applies `sweep` to an occurrence the scheduler found QUEUED long after every
+    /// receive of its message, only while it is exactly as the sweep read it: QUEUED,
+    /// `queued_at` equal to `seen_queued_at` (absent for `None`), and no unexpired lease
+    /// (an executor at work on it). So a late executor and the sweep never both win.
+    /// `Ok(false)`: it moved on, or someone holds it; the sweep leaves it alone.
+    fn sweep_queued(
+        &self,
+        key: &ScheduleKey,
+        seen_queued_at: Option<Timestamp>,
+        sweep: &Sweep,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// Retries of one throttled page of a paged read: one slow page must not fail a whole run.
-const PAGE_RETRY: crate::retry::RetryPolicy =
-    crate::retry::RetryPolicy::new(5, Duration::from_millis(50), Duration::from_secs(1), 0x9a6e);
+/// What the scheduler's sweep does with one stuck QUEUED occurrence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sweep {
+    /// It is sent again under the same execution id: it stays QUEUED, `queued_at` becomes
+    /// the sweep's `now` and `sweeps` grows by one (the bound on re-dispatches).
+    Redispatch,
+    /// QUEUED → FAILED with `reason` in `last_error`: re-dispatched as often as allowed.
+    Fail { reason: String },
+    /// QUEUED → MISSED with `reason` in `last_error`: past its misfire grace.
+    Miss { reason: String },
+}
 
-/// Every entry of `status` due before `before`, across all shards (queried concurrently,
-/// each paged to its end), in time order.
-pub async fn query_due<S: ScheduleStore>(
+impl Sweep {
+    /// The status a sweep leaves the occurrence in.
+    pub fn status(&self) -> Status {
+        match self {
+            Sweep::Redispatch => Status::Queued,
+            Sweep::Fail { .. } => Status::Failed,
+            Sweep::Miss { .. } => Status::Missed,
+        }
+    }
+
+    /// The status change a settling sweep records (`None` for a re-dispatch).
+    pub fn change(&self, at: Timestamp) -> Option<StatusChange> {
+        let (to, reason) = match self {
+            Sweep::Redispatch => return None,
+            Sweep::Fail { reason } => (Status::Failed, reason),
+            Sweep::Miss { reason } => (Status::Missed, reason),
+        };
+        StatusChange::transition(Status::Queued, to, at)
+            .ok()
+            .map(|c| c.with_error(reason.clone()))
+    }
+}
+
+/// How a paged read runs: the page size, the clock its retries wait on and the deadline
+/// no retry waits past.
+#[derive(Debug)]
+pub struct Paging<'a, C: ?Sized> {
+    pub page_size: u32,
+    pub clock: &'a C,
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+impl<C: ?Sized> Clone for Paging<'_, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C: ?Sized> Copy for Paging<'_, C> {}
+
+/// Retries of one throttled page of a paged read: one slow page must not fail a whole run.
+const PAGE_RETRY: RetryPolicy =
+    RetryPolicy::new(5, Duration::from_millis(50), Duration::from_secs(1), 0x9a6e);
+
+/// The shards the due query reads: every one up to the larger of the store's configured
+/// count and the largest count ever recorded, so occurrences indexed before
+/// `STATUS_SHARDS` was lowered are still found.
+pub async fn due_shards<S: ScheduleStore, C: Clock + ?Sized>(
+    store: &S,
+    paging: Paging<'_, C>,
+) -> Result<u16, StoreError> {
+    let recorded = retrying(
+        PAGE_RETRY,
+        MAX_STATUS_SHARDS_ATTR,
+        paging.clock,
+        paging.deadline,
+        || store.max_status_shards(),
+    )
+    .await?;
+    Ok(store
+        .status_shards()
+        .max(recorded.unwrap_or(0))
+        .min(MAX_STATUS_SHARDS))
+}
+
+/// Every entry of `status` due before `before`, across every shard that may hold one
+/// ([`due_shards`]; queried concurrently, each paged to its end), in time order.
+pub async fn query_due<S: ScheduleStore, C: Clock + ?Sized>(
     store: &S,
     status: Status,
     before: Timestamp,
-    page_size: u32,
+    paging: Paging<'_, C>,
 ) -> Result<Vec<DueEntry>, StoreError> {
-    let shards = StatusShard::all(status, store.status_shards()).map(|shard| async move {
+    let shards = due_shards(store, paging).await?;
+    let shards = StatusShard::all(status, shards).map(|shard| async move {
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
-            let fetch = || store.query_due_page(&shard, before, page_size, cursor.as_ref());
-            let page = fetch.retry(PAGE_RETRY).when(|e| e.is_retryable()).await?;
+            let page = retrying(
+                PAGE_RETRY,
+                shard.as_str(),
+                paging.clock,
+                paging.deadline,
+                || store.query_due_page(&shard, before, paging.page_size, cursor.as_ref()),
+            )
+            .await?;
             out.extend(page.items);
             match page.next {
                 Some(c) => cursor = Some(c),
@@ -218,18 +328,39 @@ pub type DefinitionKey = (TenantId, StepId);
 /// an invalid row (with why), or `None` (no row).
 pub type FetchedDefinitions = HashMap<DefinitionKey, Option<ScannedDefinition>>;
 
-/// Every definition, all segments scanned concurrently.
+/// Every definition, all segments scanned concurrently; a throttled page is retried on
+/// the system clock with no deadline. Callers that have a clock and a deadline use
+/// [`scan_definitions_paged`].
 pub async fn scan_definitions<D: DefinitionSource>(
     source: &D,
     segments: u32,
+) -> Result<Vec<ScannedDefinition>, StoreError> {
+    let clock = crate::adapters::clock::SystemClock;
+    let paging = Paging {
+        page_size: 0,
+        clock: &clock,
+        deadline: None,
+    };
+    scan_definitions_paged(source, segments, paging).await
+}
+
+/// Every definition, all segments scanned concurrently, each throttled page retried on
+/// `paging`'s clock within its deadline (the table decides the page size).
+pub async fn scan_definitions_paged<D: DefinitionSource, C: Clock + ?Sized>(
+    source: &D,
+    segments: u32,
+    paging: Paging<'_, C>,
 ) -> Result<Vec<ScannedDefinition>, StoreError> {
     let segments = segments.max(1);
     let scans = (0..segments).map(|segment| async move {
         let mut out = Vec::new();
         let mut cursor = None;
+        let key = format!("segment-{segment}/{segments}");
         loop {
-            let fetch = || source.scan_page(segment, segments, cursor.as_ref());
-            let page = fetch.retry(PAGE_RETRY).when(|e| e.is_retryable()).await?;
+            let page = retrying(PAGE_RETRY, &key, paging.clock, paging.deadline, || {
+                source.scan_page(segment, segments, cursor.as_ref())
+            })
+            .await?;
             out.extend(page.items);
             match page.next {
                 Some(c) => cursor = Some(c),
@@ -415,6 +546,27 @@ impl<T: ScheduleStore + ?Sized> ScheduleStore for std::sync::Arc<T> {
         cursor: Option<&Cursor>,
     ) -> impl Future<Output = Result<Page<DueEntry>, StoreError>> + Send {
         (**self).query_due_page(shard, before, limit, cursor)
+    }
+
+    fn max_status_shards(&self) -> impl Future<Output = Result<Option<u16>, StoreError>> + Send {
+        (**self).max_status_shards()
+    }
+
+    fn record_status_shards(
+        &self,
+        shards: u16,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).record_status_shards(shards)
+    }
+
+    fn sweep_queued(
+        &self,
+        key: &ScheduleKey,
+        seen_queued_at: Option<Timestamp>,
+        sweep: &Sweep,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).sweep_queued(key, seen_queued_at, sweep, now)
     }
 }
 

@@ -20,14 +20,14 @@ use serde_json::{Map, Number, Value};
 use super::aws_error::{conditional_write, store_error};
 use crate::error::StoreError;
 use crate::limits::{DYNAMO_MAX_BATCH_GET, STATUS_INDEX_NAME, attr};
-use crate::model::scan_state::{COVERED_TO_ATTR, scan_horizon_key};
+use crate::model::scan_state::{COVERED_TO_ATTR, MAX_STATUS_SHARDS_ATTR, scan_horizon_key};
 use crate::model::{
     Definition, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId,
     TenantId, Timestamp, Validation, WorkflowId, shard_of,
 };
 use crate::ports::{
     Cursor, DefinitionKey, DefinitionSource, DueEntry, FetchedDefinitions, InvalidDefinition,
-    Materialized, Page, ScannedDefinition, ScheduleStore,
+    Materialized, Page, ScannedDefinition, ScheduleStore, Sweep,
 };
 use crate::retry::RetryPolicy;
 
@@ -128,6 +128,9 @@ pub(crate) fn item_to_av(item: &ScheduleItem) -> Item {
     }
     if let Some(t) = item.lease_until {
         m.insert("lease_until".into(), s(t.to_string()));
+    }
+    if item.sweeps > 0 {
+        m.insert(SWEEPS_ATTR.into(), n(item.sweeps));
     }
     if let Some(v) = item.cancelled_by_version {
         m.insert("cancelled_by_version".into(), n(v));
@@ -262,6 +265,7 @@ pub(crate) fn item_from_av(item: &Item) -> Result<ScheduleItem, StoreError> {
         lease_owner: r.opt_s("lease_owner")?.map(str::to_owned),
         lease_until: r.opt_time("lease_until")?,
         cancelled_by_version: r.opt_n("cancelled_by_version")?,
+        sweeps: r.opt_n(SWEEPS_ATTR)?.unwrap_or(0),
     })
 }
 
@@ -588,7 +592,92 @@ impl ScheduleStore for DynamoScheduleStore {
         let next = out.last_evaluated_key().map(encode_cursor);
         Ok(Page { items, next })
     }
+
+    // ---- Status shards ever used, and the sweep of stuck QUEUED occurrences. ----
+
+    async fn max_status_shards(&self) -> Result<Option<u16>, StoreError> {
+        let Some(item) = self.get_attributes(&scan_horizon_key()).await? else {
+            return Ok(None);
+        };
+        Reader::new(&item).opt_n(MAX_STATUS_SHARDS_ATTR)
+    }
+
+    async fn record_status_shards(&self, shards: u16) -> Result<bool, StoreError> {
+        let key = scan_horizon_key();
+        // On the scanner's state item, beside the horizon; SET leaves `covered_to` alone.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .update_expression("SET #max = :shards")
+            .condition_expression("attribute_not_exists(#max) OR #max < :shards")
+            .expression_attribute_names("#max", MAX_STATUS_SHARDS_ATTR)
+            .expression_attribute_values(":shards", n(shards))
+            .send()
+            .await;
+        conditional_write("UpdateItem", out)
+    }
+
+    async fn sweep_queued(
+        &self,
+        key: &ScheduleKey,
+        seen_queued_at: Option<Timestamp>,
+        sweep: &Sweep,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut values: Item = HashMap::new();
+        values.insert(":queued".into(), s(Status::Queued.as_str()));
+        values.insert(":now".into(), s(now.to_string()));
+        let seen = match seen_queued_at {
+            Some(t) => {
+                values.insert(":seen".into(), s(t.to_string()));
+                "queued_at = :seen"
+            }
+            None => "attribute_not_exists(queued_at)",
+        };
+        let update = match sweep {
+            Sweep::Redispatch => {
+                values.insert(":zero".into(), n(0));
+                values.insert(":one".into(), n(1));
+                format!(
+                    "SET queued_at = :now, {SWEEPS_ATTR} = if_not_exists({SWEEPS_ATTR}, :zero) + :one \
+                     REMOVE lease_owner, lease_until"
+                )
+            }
+            Sweep::Fail { reason } | Sweep::Miss { reason } => {
+                values.insert(":to".into(), s(sweep.status().as_str()));
+                values.insert(":reason".into(), s(reason));
+                "SET #status = :to, last_error = :reason REMOVE #shard, lease_owner, lease_until"
+                    .to_owned()
+            }
+        };
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .update_expression(update)
+            .condition_expression(format!(
+                "attribute_exists(PK) AND #status = :queued AND {seen} \
+                 AND (attribute_not_exists(lease_until) OR lease_until <= :now)"
+            ))
+            .expression_attribute_names("#status", "status");
+        if !matches!(sweep, Sweep::Redispatch) {
+            request = request.expression_attribute_names("#shard", attr::STATUS_SHARD);
+        }
+        let out = request
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        conditional_write("UpdateItem", out)
+    }
 }
+
+/// Attribute counting the sweep's re-dispatches of one occurrence.
+const SWEEPS_ATTR: &str = "sweeps";
 
 /// A `LastEvaluatedKey` made of string attributes, as a cursor: `name=value` lines.
 fn encode_cursor(key: &Item) -> Cursor {

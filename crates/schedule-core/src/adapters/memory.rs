@@ -4,6 +4,7 @@
 //! receive counts, redrive to a DLQ after `maxReceiveCount`, FIFO deduplication.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use crate::model::{
 use crate::ports::{
     ActionSink, Clock, Cursor, DefinitionKey, DefinitionSource, DispatchQueue, DueEntry,
     FetchedDefinitions, InvalidDefinition, Materialized, OutgoingMessage, Page, ReceivedMessage,
-    ScannedDefinition, ScheduleStore, SendReport,
+    ScannedDefinition, ScheduleStore, SendReport, Sweep,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -35,6 +36,8 @@ struct Table {
     index: BTreeSet<IndexKey>,
     /// The scanner's state item (`covered_to`), kept apart from the occurrences.
     scan_horizon: Option<Timestamp>,
+    /// The same item's `max_status_shards`.
+    max_status_shards: Option<u16>,
 }
 
 impl Table {
@@ -86,16 +89,22 @@ fn take_definition_fields(stored: &mut ScheduleItem, from: &ScheduleItem, shards
 /// The schedule table in memory.
 #[derive(Debug)]
 pub struct InMemoryScheduleStore {
-    shards: u16,
+    shards: AtomicU16,
     table: Mutex<Table>,
 }
 
 impl InMemoryScheduleStore {
     pub fn new(shards: u16) -> Self {
         Self {
-            shards: shards.max(1),
+            shards: AtomicU16::new(shards.max(1)),
             table: Mutex::new(Table::default()),
         }
+    }
+
+    /// Serves the same table with another `STATUS_SHARDS`, as a redeployment with a changed
+    /// setting does: items already written keep the shard they were written with.
+    pub fn reconfigure_status_shards(&self, shards: u16) {
+        self.shards.store(shards.max(1), Ordering::SeqCst);
     }
 
     /// Every item, in key order (for reports and tests).
@@ -106,7 +115,7 @@ impl InMemoryScheduleStore {
 
 impl ScheduleStore for InMemoryScheduleStore {
     fn status_shards(&self) -> u16 {
-        self.shards
+        self.shards.load(Ordering::SeqCst)
     }
 
     async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
@@ -145,7 +154,7 @@ impl ScheduleStore for InMemoryScheduleStore {
         };
         if outcome != Materialized::Unchanged {
             t.update(&item.key, |stored| {
-                take_definition_fields(stored, item, self.shards)
+                take_definition_fields(stored, item, self.status_shards())
             });
         }
         Ok(outcome)
@@ -204,7 +213,7 @@ impl ScheduleStore for InMemoryScheduleStore {
             return Ok(false);
         }
         let before = Table::index_key(item);
-        item.apply(change, self.shards);
+        item.apply(change, self.status_shards());
         let after = Table::index_key(item);
         if let Some(ix) = before {
             t.index.remove(&ix);
@@ -280,6 +289,50 @@ impl ScheduleStore for InMemoryScheduleStore {
             _ => None,
         };
         Ok(Page { items, next })
+    }
+
+    // ---- Status shards ever used, and the sweep of stuck QUEUED occurrences. ----
+
+    async fn max_status_shards(&self) -> Result<Option<u16>, StoreError> {
+        Ok(lock(&self.table).max_status_shards)
+    }
+
+    async fn record_status_shards(&self, shards: u16) -> Result<bool, StoreError> {
+        let mut t = lock(&self.table);
+        if t.max_status_shards.is_some_and(|m| m >= shards) {
+            return Ok(false);
+        }
+        t.max_status_shards = Some(shards);
+        Ok(true)
+    }
+
+    async fn sweep_queued(
+        &self,
+        key: &ScheduleKey,
+        seen_queued_at: Option<Timestamp>,
+        sweep: &Sweep,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let shards = self.status_shards();
+        let mut t = lock(&self.table);
+        let applies = t.items.get(key).is_some_and(|stored| {
+            stored.status == Status::Queued
+                && stored.queued_at == seen_queued_at
+                && stored.lease_until.is_none_or(|until| until <= now)
+        });
+        if !applies {
+            return Ok(false);
+        }
+        match sweep.change(now) {
+            None => t.update(key, |stored| {
+                stored.queued_at = Some(now);
+                stored.sweeps = stored.sweeps.saturating_add(1);
+                stored.lease_owner = None;
+                stored.lease_until = None;
+            }),
+            Some(change) => t.update(key, |stored| stored.apply(&change, shards)),
+        }
+        Ok(true)
     }
 }
 

@@ -22,11 +22,31 @@
 //! already leased and sent the item loses nothing: the executor finds it CANCELLED and
 //! drops the message. If the definitions cannot be read, the run fails open — it sends
 //! unchecked and says so in a metric — because a read outage must not stop every step.
+//!
+//! Last, **sweep the stuck QUEUED occurrences**. SQS moves a message to the DLQ after
+//! `maxReceiveCount` receives, and some of those receives never reach the handler's
+//! bookkeeping (a Lambda timeout, out of memory, a throttled invocation, a busy or
+//! unrecorded outcome on the last one): the item stays QUEUED with no message left to move
+//! it. One that is still QUEUED `maxReceiveCount × visibility timeout + window` after it
+//! was due (or queued, if later) is past every receive; the sweep then, conditionally on
+//! the item being exactly as read (QUEUED, same `queued_at`, no live lease — so a late
+//! executor and the sweep never both win):
+//! - past its misfire grace: MISSED, as the executor would decide;
+//! - otherwise, fewer than `stuck_redispatches` times swept: **claim, then send again**
+//!   under the same execution id (the executor drops a duplicate). The claim (new
+//!   `queued_at`, `sweeps` + 1) comes first so overlapping runs never both send; a run that
+//!   dies between the two leaves a QUEUED item with no message, found again one threshold
+//!   later, at the cost of one of its re-dispatches;
+//! - otherwise FAILED, with a reason naming the sweep: its message sits in the execution
+//!   DLQ, where an operator redrives it (FAILED → QUEUED).
+//!
+//! The run also records its `STATUS_SHARDS` in the store (only ever grows), and the due
+//! query reads every shard up to the largest count recorded, so lowering the setting
+//! strands nothing in the shards no longer written.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use backon::Retryable;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::future::join_all;
@@ -35,15 +55,18 @@ use tracing::{info, warn};
 
 use super::{AppError, Deadline, ExecutionMessage};
 use crate::error::StoreError;
-use crate::limits::{SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS};
+use crate::limits::{
+    EXECUTION_MAX_RECEIVE_COUNT, EXECUTION_VISIBILITY_TIMEOUT, SQS_MAX_BATCH,
+    SQS_MAX_DELAY_SECONDS,
+};
 use crate::metrics::{Metric, Metrics};
-use crate::model::{ScheduleKey, Status, StatusChange, Timestamp};
+use crate::model::{ScheduleItem, ScheduleKey, Status, StatusChange, Timestamp, TransitionError};
 use crate::ports::{
     Clock, DefinitionKey, DefinitionSource, DispatchQueue, DueEntry, FetchedDefinitions,
-    OutgoingMessage, ScannedDefinition, ScheduleStore, query_due,
+    OutgoingMessage, Paging, ScannedDefinition, ScheduleStore, Sweep, query_due,
 };
 use crate::recurrence::{Window, occurrences};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, retrying};
 
 #[derive(Debug, Clone)]
 pub struct ScheduleSettings {
@@ -53,8 +76,12 @@ pub struct ScheduleSettings {
     pub margin: Duration,
     /// How late an occurrence may still fire when its definition says nothing.
     pub default_misfire_grace: Duration,
-    /// A QUEUED item older than this (past its time) is reported as stuck.
-    pub stuck_after: Duration,
+    /// `maxReceiveCount` of the execution queue's redrive policy.
+    pub execution_max_receive_count: u32,
+    /// Visibility timeout of the execution queue.
+    pub execution_visibility: Duration,
+    /// Times the sweep sends one stuck QUEUED occurrence again before it is FAILED.
+    pub stuck_redispatches: u32,
     pub page_size: u32,
     /// Send batches in flight at once.
     pub batches_in_flight: usize,
@@ -70,7 +97,9 @@ impl Default for ScheduleSettings {
             window: crate::limits::DEFAULT_SCHEDULE_WINDOW,
             margin: Duration::from_secs(60),
             default_misfire_grace: Duration::from_secs(3600),
-            stuck_after: Duration::from_secs(15 * 60),
+            execution_max_receive_count: EXECUTION_MAX_RECEIVE_COUNT,
+            execution_visibility: EXECUTION_VISIBILITY_TIMEOUT,
+            stuck_redispatches: 2,
             page_size: 500,
             batches_in_flight: 4,
             lease: Duration::from_secs(120),
@@ -82,6 +111,17 @@ impl Default for ScheduleSettings {
             ),
             deadline_margin: Duration::from_secs(5),
         }
+    }
+}
+
+impl ScheduleSettings {
+    /// How long after it was due (or queued, if later) a QUEUED occurrence is stuck: every
+    /// receive of its message has had its whole visibility timeout, plus one window for the
+    /// last attempt to record its outcome and for this run's own period.
+    pub fn stuck_after(&self) -> Duration {
+        self.execution_visibility
+            .saturating_mul(self.execution_max_receive_count.max(1))
+            .saturating_add(self.window)
     }
 }
 
@@ -99,7 +139,14 @@ pub struct ScheduleReport {
     /// or the definition was cancelled); the executor decides.
     pub status_lost: usize,
     pub status_errors: usize,
+    /// QUEUED occurrences found past every receive of their message.
     pub stuck_queued: usize,
+    /// Of those, sent again under their execution id.
+    pub stuck_redispatched: usize,
+    /// Of those, FAILED: re-dispatched as often as allowed.
+    pub stuck_failed: usize,
+    /// Of those, MISSED: past their misfire grace.
+    pub stuck_missed: usize,
     /// Left for the next run because the deadline came first.
     pub left_for_next_run: usize,
     /// Cancelled before sending: the definition is gone, invalid, disabled, or no longer
@@ -107,6 +154,25 @@ pub struct ScheduleReport {
     pub cancelled: usize,
     /// Sent without their definition checked (the definitions could not be read).
     pub definitions_unchecked: usize,
+}
+
+/// A status write of the scheduler run that did not happen; the item is as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusWriteError {
+    #[error("status of {key}: {source}")]
+    Transition {
+        key: ScheduleKey,
+        #[source]
+        source: TransitionError,
+    },
+    #[error("status of {key}: the write {from} -> {to} failed")]
+    Store {
+        key: ScheduleKey,
+        from: Status,
+        to: Status,
+        #[source]
+        source: StoreError,
+    },
 }
 
 /// The `DelaySeconds` of a step due at `due`, sent at `now`: whole seconds, rounded
@@ -118,8 +184,18 @@ pub fn delay_until(now: DateTime<Utc>, due: Timestamp) -> Duration {
     Duration::from_secs((millis / 1000).min(u64::from(SQS_MAX_DELAY_SECONDS)))
 }
 
-/// Stuck candidates read per run; the index already bounds the rest.
+/// Stuck candidates read per run; the rest are counted and left for the next run.
 const MAX_STUCK_CHECKS: usize = 200;
+
+/// One run's context: its id (the owner of its leases), when it stops starting work, the
+/// instant no retry waits past, and its metrics.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    id: &'a str,
+    stop: Deadline,
+    retry_until: Option<DateTime<Utc>>,
+    metrics: &'a Metrics,
+}
 
 #[derive(Debug, Default)]
 struct BatchReport {
@@ -132,13 +208,22 @@ struct BatchReport {
     left: usize,
 }
 
+#[derive(Debug, Default)]
+struct SweepReport {
+    stuck: usize,
+    redispatched: usize,
+    failed: usize,
+    missed: usize,
+    dispatch_failed: usize,
+    status_errors: usize,
+}
+
 enum Prepared {
     Send { entry: DueEntry },
     Missed,
     Taken,
     Error,
 }
-
 /// The cancelling version when no definition is left to compare with (deleted, or a row
 /// that does not read as a definition): every pending occurrence of it goes.
 const ANY_VERSION: u64 = u64::MAX;
@@ -258,7 +343,15 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         metrics: &Metrics,
     ) -> Result<ScheduleReport, AppError> {
         let started = self.clock.now();
-        let stop = Deadline::new(deadline, started, self.settings.deadline_margin);
+        let run = Run {
+            id: run_id,
+            stop: Deadline::new(deadline, started, self.settings.deadline_margin),
+            retry_until: deadline.map(|d| {
+                d - chrono::Duration::from_std(self.settings.deadline_margin)
+                    .unwrap_or(chrono::Duration::zero())
+            }),
+            metrics,
+        };
         let now = Timestamp::from_datetime(started);
         let bound = now.plus(self.settings.window + self.settings.margin);
         let mut report = ScheduleReport {
@@ -266,9 +359,10 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
             due_before: bound.to_string(),
             ..Default::default()
         };
-        let due = query_due(&self.store, Status::Pending, bound, self.settings.page_size).await?;
+        self.record_status_shards(&run).await;
+        let due = query_due(&self.store, Status::Pending, bound, self.paging(&run)).await?;
         report.due = due.len();
-        let checked = self.check_definitions(due, metrics).await;
+        let checked = self.check_definitions(due, &run).await;
         report.cancelled = checked.cancelled;
         report.definitions_unchecked = checked.unchecked;
         report.already_taken = checked.already_taken;
@@ -278,7 +372,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         // Batches of 10 (one SendMessageBatch each), a few in flight at once; each batch
         // checks the deadline before it starts.
         let batches: Vec<BatchReport> = futures::stream::iter(due.chunks(SQS_MAX_BATCH))
-            .map(|chunk| self.dispatch_batch(chunk, run_id, stop, metrics))
+            .map(|chunk| self.dispatch_batch(chunk, &run))
             .buffered(self.settings.batches_in_flight.max(1))
             .collect::<Vec<_>>()
             .await
@@ -301,7 +395,13 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         }
         metrics.count(Metric::Missed, report.missed as u64);
         metrics.count(Metric::AlreadyTaken, report.already_taken as u64);
-        report.stuck_queued = self.report_stuck(now, metrics).await?;
+        let swept = self.sweep_stuck(now, &run).await?;
+        report.stuck_queued = swept.stuck;
+        report.stuck_redispatched = swept.redispatched;
+        report.stuck_failed = swept.failed;
+        report.stuck_missed = swept.missed;
+        report.dispatch_failed += swept.dispatch_failed;
+        report.status_errors += swept.status_errors;
         info!(
             due = report.due,
             dispatched = report.dispatched,
@@ -311,6 +411,9 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
             cancelled = report.cancelled,
             definitions_unchecked = report.definitions_unchecked,
             stuck_queued = report.stuck_queued,
+            stuck_redispatched = report.stuck_redispatched,
+            stuck_failed = report.stuck_failed,
+            stuck_missed = report.stuck_missed,
             left = report.left_for_next_run,
             "schedule run finished"
         );
@@ -319,16 +422,56 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         Ok(report)
     }
 
+    fn paging(&self, run: &Run<'_>) -> Paging<'_, C> {
+        Paging {
+            page_size: self.settings.page_size,
+            clock: &self.clock,
+            deadline: run.retry_until,
+        }
+    }
+
+    /// Retries `op` (a store call on `key`) under the status policy, its jitter seeded by
+    /// the key, no wait past the run's deadline.
+    async fn retried<T, F, Fut>(&self, key: &str, run: &Run<'_>, op: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        retrying(
+            self.settings.status_retry,
+            key,
+            &self.clock,
+            run.retry_until,
+            op,
+        )
+        .await
+    }
+
+    /// Records this deployment's shard count (only ever grows), so a later, lower
+    /// `STATUS_SHARDS` still reads the shards written now. A failure costs nothing this run
+    /// (the due query reads what was recorded before); the next run records it.
+    async fn record_status_shards(&self, run: &Run<'_>) {
+        let shards = self.store.status_shards();
+        let recorded = self
+            .retried("max_status_shards", run, || {
+                self.store.record_status_shards(shards)
+            })
+            .await;
+        if let Err(e) = recorded {
+            warn!(status_shards = shards, error = %crate::error::chain(&e), "could not record the status shard count");
+        }
+    }
+
     /// Checks each due occurrence against its definition (one batched read of the distinct
     /// definitions) and cancels those it no longer asks for; the rest go on to be sent.
-    async fn check_definitions(&self, due: Vec<DueEntry>, metrics: &Metrics) -> CheckReport {
+    async fn check_definitions(&self, due: Vec<DueEntry>, run: &Run<'_>) -> CheckReport {
         let mut report = CheckReport::default();
         let keyed = key_by_definition(due, &mut report);
         if !keyed.is_empty() {
             let distinct: BTreeSet<&DefinitionKey> = keyed.iter().map(|(_, k)| k).collect();
             let keys: Vec<DefinitionKey> = distinct.into_iter().cloned().collect();
             match self.definitions.get_many(&keys).await {
-                Ok(found) => self.judge(keyed, &found, &mut report).await,
+                Ok(found) => self.judge(keyed, &found, &mut report, run).await,
                 Err(e) => {
                     warn!(occurrences = keyed.len(), definitions = keys.len(), error = %crate::error::chain(&e),
                           "definitions could not be read; sending the due occurrences unchecked");
@@ -341,8 +484,10 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
                 .to_dispatch
                 .sort_by(|a, b| (a.scheduled_time, &a.key).cmp(&(b.scheduled_time, &b.key)));
         }
-        metrics.count(Metric::Cancelled, report.cancelled as u64);
-        metrics.count(Metric::DefinitionCheckUnavailable, report.unchecked as u64);
+        run.metrics
+            .count(Metric::Cancelled, report.cancelled as u64);
+        run.metrics
+            .count(Metric::DefinitionCheckUnavailable, report.unchecked as u64);
         report
     }
 
@@ -352,13 +497,14 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         keyed: Vec<(DueEntry, DefinitionKey)>,
         found: &FetchedDefinitions,
         report: &mut CheckReport,
+        run: &Run<'_>,
     ) {
         let settled = join_all(keyed.iter().map(|(entry, key)| {
             // A key missing from the answer is unknown, not deleted.
             let verdict = found
                 .get(key)
                 .map(|row| verdict(row.as_ref(), entry.scheduled_time));
-            self.settle(entry, verdict)
+            self.settle(entry, verdict, run)
         }))
         .await;
         for ((entry, _), outcome) in keyed.into_iter().zip(settled) {
@@ -376,7 +522,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
     }
 
     /// Acts on one verdict (`None`: the definition's answer is missing).
-    async fn settle(&self, entry: &DueEntry, verdict: Option<Verdict>) -> Checked {
+    async fn settle(&self, entry: &DueEntry, verdict: Option<Verdict>, run: &Run<'_>) -> Checked {
         let (version, reason) = match verdict {
             None => return Checked::FireUnchecked,
             Some(Verdict::Fire) => return Checked::Fire,
@@ -384,12 +530,8 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
             Some(Verdict::CancelIfOlder { version, reason }) => {
                 // The due page is keys only: read the item for its version. Only an
                 // occurrence its definition no longer yields pays for this read.
-                let read = || self.store.get(&entry.key);
-                match read
-                    .retry(self.settings.status_retry)
-                    .when(|e| e.is_retryable())
-                    .await
-                {
+                let key = entry.key.to_string();
+                match self.retried(&key, run, || self.store.get(&entry.key)).await {
                     Ok(Some(item)) if item.status != Status::Pending => return Checked::Taken,
                     Ok(None) => return Checked::Taken,
                     Ok(Some(item)) if item.definition_version >= version => {
@@ -405,7 +547,14 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
                 }
             }
         };
-        match self.cancel(&entry.key, version, &reason).await {
+        let key = entry.key.to_string();
+        let cancelled = self
+            .retried(&key, run, || self.store.cancel(&entry.key, version, &reason))
+            .await;
+        match cancelled {
+            // PENDING → CANCELLED with the reason, for the definition at `version`
+            // ([`ANY_VERSION`] when there is none). Only an occurrence made from an older
+            // version is cancelled, so one that definition sync has just refreshed stays.
             Ok(true) => {
                 let version = (version != ANY_VERSION).then_some(version);
                 info!(pk = %entry.key.pk, sk = %entry.key.sk, scheduled_time = %entry.scheduled_time,
@@ -421,37 +570,18 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         }
     }
 
-    /// PENDING → CANCELLED with `reason` recorded, for the definition at `version`
-    /// ([`ANY_VERSION`] when there is none). Only an occurrence made from an older version
-    /// is cancelled, so one that definition sync has just refreshed to `version` stays.
-    /// `Ok(false)`: the item moved on first.
-    async fn cancel(
-        &self,
-        key: &ScheduleKey,
-        version: u64,
-        reason: &str,
-    ) -> Result<bool, StoreError> {
-        let write = || self.store.cancel(key, version, reason);
-        write
-            .retry(self.settings.status_retry)
-            .when(|e| e.is_retryable())
-            .await
-    }
-
     /// One batch: decide each entry, send the ones to send, mark them QUEUED.
     async fn dispatch_batch(
         &self,
         chunk: &[DueEntry],
-        run_id: &str,
-        deadline: Deadline,
-        metrics: &Metrics,
+        run: &Run<'_>,
     ) -> Result<BatchReport, AppError> {
         let mut report = BatchReport::default();
-        if deadline.near(self.clock.now()) {
+        if run.stop.near(self.clock.now()) {
             report.left = chunk.len();
             return Ok(report);
         }
-        let prepared = join_all(chunk.iter().map(|e| self.prepare(e, run_id))).await;
+        let prepared = join_all(chunk.iter().map(|e| self.prepare(e, run))).await;
         let mut to_send = Vec::new();
         for p in prepared {
             match p {
@@ -484,37 +614,37 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         let sent = self.queue.send_batch(&messages).await?;
         for (id, why) in &sent.failed {
             report.dispatch_failed += 1;
-            metrics.incr(Metric::DispatchFailed);
+            run.metrics.incr(Metric::DispatchFailed);
             warn!(key = %id, error = %why, "not sent to the execution queue; the next run retries");
         }
         let marks = to_send
             .iter()
             .filter(|(e, _)| sent.sent.contains(&e.key.to_string()))
-            .map(|(e, delay)| self.mark_queued(&e.key, e.scheduled_time, *delay));
+            .map(|(e, delay)| self.mark_queued(&e.key, e.scheduled_time, *delay, run));
         for marked in join_all(marks).await {
             match marked {
                 Ok(true) => {
                     report.dispatched += 1;
-                    metrics.incr(Metric::Dispatched);
+                    run.metrics.incr(Metric::Dispatched);
                 }
                 Ok(false) => report.status_lost += 1,
-                Err(()) => report.status_errors += 1,
+                Err(e) => {
+                    // The message is on its way; the executor moves the item on by itself.
+                    warn!(error = %crate::error::chain(&e), "sent, but the QUEUED write failed");
+                    report.status_errors += 1;
+                }
             }
         }
         Ok(report)
     }
 
     /// Decides one entry: too late (MISSED), taken by someone else, or ours to send.
-    async fn prepare(&self, entry: &DueEntry, run_id: &str) -> Prepared {
+    async fn prepare(&self, entry: &DueEntry, run: &Run<'_>) -> Prepared {
         let now = Timestamp::from_datetime(self.clock.now());
+        let key = entry.key.to_string();
         if entry.scheduled_time < now {
             // Overdue (skipped or failed runs): read its grace; rare in normal operation.
-            let read = || self.store.get(&entry.key);
-            let item = match read
-                .retry(self.settings.status_retry)
-                .when(|e| e.is_retryable())
-                .await
-            {
+            let item = match self.retried(&key, run, || self.store.get(&entry.key)).await {
                 Ok(Some(item)) if item.status == Status::Pending => item,
                 Ok(_) => return Prepared::Taken,
                 Err(e) => {
@@ -522,116 +652,247 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
                     return Prepared::Error;
                 }
             };
-            let grace = item
-                .misfire_grace
-                .unwrap_or(self.settings.default_misfire_grace);
-            let late = now.epoch_seconds() - entry.scheduled_time.epoch_seconds();
-            if late > grace.as_secs() as i64 {
-                let change =
-                    StatusChange::transition(Status::Pending, Status::Missed, now).map(|c| {
-                        c.with_error(format!(
-                            "found {late}s after it was due, past its misfire grace of {}s",
-                            grace.as_secs()
-                        ))
-                    });
-                return match change {
-                    Ok(c) => match self.store.change_status(&entry.key, &c).await {
-                        Ok(true) => {
-                            warn!(key = %entry.key, scheduled_time = %entry.scheduled_time, late_s = late, "occurrence missed");
-                            Prepared::Missed
-                        }
-                        Ok(false) => Prepared::Taken,
-                        Err(_) => Prepared::Error,
-                    },
-                    Err(_) => Prepared::Error,
+            if let Some(reason) = self.past_grace(&item, now, "found") {
+                return match self.write_missed(&item.key, reason, now, run).await {
+                    Ok(true) => {
+                        warn!(key = %entry.key, scheduled_time = %entry.scheduled_time, "occurrence missed");
+                        Prepared::Missed
+                    }
+                    Ok(false) => Prepared::Taken,
+                    Err(e) => {
+                        warn!(error = %crate::error::chain(&e), "could not mark overdue occurrence MISSED");
+                        Prepared::Error
+                    }
                 };
             }
         }
         // Retried with the same owner: a lease that landed but whose answer was lost is
         // simply renewed.
-        let lease = || {
-            self.store.try_lease(
-                &entry.key,
-                Status::Pending,
-                run_id,
-                now.plus(self.settings.lease),
-                now,
-            )
-        };
-        match lease
-            .retry(self.settings.status_retry)
-            .when(|e| e.is_retryable())
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return Prepared::Taken,
+        let until = now.plus(self.settings.lease);
+        let leased = self
+            .retried(&key, run, || {
+                self.store
+                    .try_lease(&entry.key, Status::Pending, run.id, until, now)
+            })
+            .await;
+        match leased {
+            Ok(true) => Prepared::Send {
+                entry: entry.clone(),
+            },
+            Ok(false) => Prepared::Taken,
             Err(e) => {
                 warn!(key = %entry.key, error = %crate::error::chain(&e), "could not lease occurrence");
-                return Prepared::Error;
+                Prepared::Error
             }
-        }
-        Prepared::Send {
-            entry: entry.clone(),
         }
     }
 
+    /// Why `item` may no longer fire at `now` (`None`: still within its misfire grace).
+    /// `seen` says how it was come upon, for the reason recorded.
+    fn past_grace(&self, item: &ScheduleItem, now: Timestamp, seen: &str) -> Option<String> {
+        let grace = item
+            .misfire_grace
+            .unwrap_or(self.settings.default_misfire_grace);
+        let late = now.epoch_seconds() - item.scheduled_time.epoch_seconds();
+        (late > grace.as_secs() as i64).then(|| {
+            format!(
+                "{seen} {late}s after it was due, past its misfire grace of {}s",
+                grace.as_secs()
+            )
+        })
+    }
+
+    /// PENDING → MISSED with `reason`. `Ok(false)`: the item moved on first.
+    async fn write_missed(
+        &self,
+        key: &ScheduleKey,
+        reason: String,
+        now: Timestamp,
+        run: &Run<'_>,
+    ) -> Result<bool, StatusWriteError> {
+        let change = StatusChange::transition(Status::Pending, Status::Missed, now)
+            .map_err(|source| StatusWriteError::Transition {
+                key: key.clone(),
+                source,
+            })?
+            .with_error(reason);
+        self.write_status(key, &change, run).await
+    }
+
+    /// PENDING → QUEUED once the message is sent. `Ok(false)`: the item moved on first
+    /// (the executor got there, or its definition was cancelled).
     async fn mark_queued(
         &self,
         key: &ScheduleKey,
         scheduled_time: Timestamp,
         delay: Duration,
-    ) -> Result<bool, ()> {
+        run: &Run<'_>,
+    ) -> Result<bool, StatusWriteError> {
         let now = Timestamp::from_datetime(self.clock.now());
-        let change =
-            StatusChange::transition(Status::Pending, Status::Queued, now).map_err(|_| ())?;
-        let write = || self.store.change_status(key, &change);
-        match write
-            .retry(self.settings.status_retry)
-            .when(|e| e.is_retryable())
+        let change = StatusChange::transition(Status::Pending, Status::Queued, now).map_err(
+            |source| StatusWriteError::Transition {
+                key: key.clone(),
+                source,
+            },
+        )?;
+        let won = self.write_status(key, &change, run).await?;
+        if won {
+            info!(pk = %key.pk, sk = %key.sk, scheduled_time = %scheduled_time, delay_s = delay.as_secs(), "dispatched");
+        }
+        Ok(won)
+    }
+
+    /// One conditional status change, retried.
+    async fn write_status(
+        &self,
+        key: &ScheduleKey,
+        change: &StatusChange,
+        run: &Run<'_>,
+    ) -> Result<bool, StatusWriteError> {
+        self.retried(&key.to_string(), run, || self.store.change_status(key, change))
             .await
-        {
-            Ok(won) => {
-                if won {
-                    info!(pk = %key.pk, sk = %key.sk, scheduled_time = %scheduled_time, delay_s = delay.as_secs(), "dispatched");
+            .map_err(|source| StatusWriteError::Store {
+                key: key.clone(),
+                from: change.from,
+                to: change.to,
+                source,
+            })
+    }
+
+    /// The sweep (see the head of this file): QUEUED occurrences past every receive of
+    /// their message are sent again, MISSED or FAILED. Candidates come from the index (due
+    /// before the threshold); each is read to check when it was queued, so occurrences
+    /// this very run sent late are left alone.
+    async fn sweep_stuck(&self, now: Timestamp, run: &Run<'_>) -> Result<SweepReport, AppError> {
+        let mut report = SweepReport::default();
+        if run.stop.near(self.clock.now()) {
+            return Ok(report);
+        }
+        let limit = now.minus(self.settings.stuck_after());
+        let candidates = query_due(&self.store, Status::Queued, limit, self.paging(run)).await?;
+        let items = join_all(candidates.iter().take(MAX_STUCK_CHECKS).map(|e| async move {
+            let key = e.key.to_string();
+            self.retried(&key, run, || self.store.get(&e.key)).await
+        }))
+        .await;
+        let stuck: Vec<ScheduleItem> = items
+            .into_iter()
+            .filter_map(|read| match read {
+                Ok(item) => item,
+                Err(e) => {
+                    warn!(error = %crate::error::chain(&e), "could not read a stuck candidate; the next run reads it again");
+                    None
                 }
-                Ok(won)
+            })
+            .filter(|item| {
+                item.status == Status::Queued
+                    && item.queued_at.unwrap_or(item.scheduled_time).max(item.scheduled_time)
+                        < limit
+            })
+            .collect();
+        report.stuck = stuck.len();
+        // Past the checked ones, count the rest as stuck: better an alarm too many.
+        report.stuck += candidates.len().saturating_sub(MAX_STUCK_CHECKS);
+        run.metrics.count(Metric::StuckQueued, report.stuck as u64);
+
+        let decided = join_all(stuck.iter().map(|item| async move {
+            let sweep = self.sweep_of(item, now);
+            let key = item.key.to_string();
+            let won = self
+                .retried(&key, run, || {
+                    self.store.sweep_queued(&item.key, item.queued_at, &sweep, now)
+                })
+                .await;
+            (item, sweep, won)
+        }))
+        .await;
+        let mut resend = Vec::new();
+        for (item, sweep, won) in decided {
+            match won {
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(key = %item.key, error = %crate::error::chain(&e), "could not sweep a stuck occurrence; the next run tries again");
+                    report.status_errors += 1;
+                }
+                Ok(true) => match sweep {
+                    Sweep::Redispatch => resend.push(item),
+                    Sweep::Fail { reason } => {
+                        warn!(pk = %item.key.pk, sk = %item.key.sk, scheduled_time = %item.scheduled_time,
+                              sweeps = item.sweeps, reason = %reason, "stuck occurrence FAILED; its message is in the execution DLQ");
+                        report.failed += 1;
+                    }
+                    Sweep::Miss { reason } => {
+                        warn!(pk = %item.key.pk, sk = %item.key.sk, scheduled_time = %item.scheduled_time,
+                              reason = %reason, "stuck occurrence missed");
+                        report.missed += 1;
+                    }
+                },
             }
-            Err(e) => {
-                // The message is on its way; the executor moves the item on by itself.
-                warn!(pk = %key.pk, sk = %key.sk, error = %crate::error::chain(&e), "sent, but the QUEUED write failed");
-                Err(())
-            }
+        }
+        self.resend(&resend, &mut report, run).await?;
+        run.metrics
+            .count(Metric::StuckRedispatched, report.redispatched as u64);
+        run.metrics.count(Metric::StuckFailed, report.failed as u64);
+        run.metrics.count(Metric::Failed, report.failed as u64);
+        run.metrics.count(Metric::Missed, report.missed as u64);
+        Ok(report)
+    }
+
+    /// What the sweep does with one stuck occurrence: MISSED past its grace, otherwise
+    /// sent again while re-dispatches are left, otherwise FAILED.
+    fn sweep_of(&self, item: &ScheduleItem, now: Timestamp) -> Sweep {
+        let queued = item
+            .queued_at
+            .map_or_else(|| "an unknown time".to_owned(), |q| q.to_string());
+        if let Some(why) = self.past_grace(item, now, "found stuck QUEUED by the sweep") {
+            return Sweep::Miss { reason: why };
+        }
+        if item.sweeps < self.settings.stuck_redispatches {
+            return Sweep::Redispatch;
+        }
+        Sweep::Fail {
+            reason: format!(
+                "still QUEUED (queued at {queued}) after {} re-dispatches by the stuck sweep; \
+                 every receive of its message was used up without an outcome",
+                item.sweeps
+            ),
         }
     }
 
-    /// QUEUED items that have been waiting longer than `stuck_after`: their message was
-    /// lost or sits in the DLQ. Candidates come from the index (due long ago); each is read
-    /// to check when it was queued, so occurrences this very run sent late are not counted.
-    async fn report_stuck(&self, now: Timestamp, metrics: &Metrics) -> Result<usize, AppError> {
-        let limit = now.minus(self.settings.stuck_after);
-        let candidates =
-            query_due(&self.store, Status::Queued, limit, self.settings.page_size).await?;
-        let items = join_all(
-            candidates
+    /// Sends the claimed stuck occurrences again, under their execution ids.
+    async fn resend(
+        &self,
+        items: &[&ScheduleItem],
+        report: &mut SweepReport,
+        run: &Run<'_>,
+    ) -> Result<(), AppError> {
+        let now = self.clock.now();
+        for chunk in items.chunks(SQS_MAX_BATCH) {
+            let messages: Vec<OutgoingMessage> = chunk
                 .iter()
-                .take(MAX_STUCK_CHECKS)
-                .map(|e| self.store.get(&e.key)),
-        )
-        .await;
-        let mut stuck = 0;
-        for item in items.into_iter().flatten().flatten() {
-            if item.status == Status::Queued && item.queued_at.is_none_or(|q| q < limit) {
-                stuck += 1;
-                if stuck <= 20 {
-                    warn!(pk = %item.key.pk, sk = %item.key.sk, scheduled_time = %item.scheduled_time,
-                          queued_at = ?item.queued_at.map(|q| q.to_string()), "QUEUED for too long: check the execution DLQ");
-                }
+                .map(|item| OutgoingMessage {
+                    id: item.key.to_string(),
+                    body: ExecutionMessage::for_key(&item.key, item.scheduled_time).body(),
+                    delay: delay_until(now, item.scheduled_time),
+                })
+                .collect();
+            let sent = self.queue.send_batch(&messages).await?;
+            for (id, why) in &sent.failed {
+                // Claimed but not sent: found again one threshold later.
+                report.dispatch_failed += 1;
+                run.metrics.incr(Metric::DispatchFailed);
+                warn!(key = %id, error = %why, "stuck occurrence not sent again; the sweep finds it again later");
+            }
+            for item in chunk
+                .iter()
+                .filter(|i| sent.sent.contains(&i.key.to_string()))
+            {
+                report.redispatched += 1;
+                warn!(pk = %item.key.pk, sk = %item.key.sk, scheduled_time = %item.scheduled_time,
+                      sweep = item.sweeps + 1, "stuck QUEUED occurrence sent again");
             }
         }
-        // Past the checked ones, count the rest as stuck: better an alarm too many.
-        stuck += candidates.len().saturating_sub(MAX_STUCK_CHECKS);
-        metrics.count(Metric::StuckQueued, stuck as u64);
-        Ok(stuck)
+        Ok(())
     }
 }
 
@@ -696,5 +957,156 @@ mod tests {
         );
         // The edge the cancel writes is in the transition table.
         assert!(Status::Pending.can_become(Status::Cancelled));
+    }
+
+    /// Flows of the scheduler run on the embedded twin, on a manual clock.
+    mod flow {
+        use std::time::Duration;
+
+        use chrono::{DateTime, Utc};
+        use serde_json::json;
+
+        use crate::embedded::{Embedded, EmbeddedSettings};
+        use crate::model::{Definition, ScheduleItem, ScheduleKey, Status, Timestamp};
+        use crate::ports::{Clock, DefinitionSource, DispatchQueue, ScheduleStore};
+
+        fn start() -> DateTime<Utc> {
+            "2026-11-26T08:00:00Z".parse().unwrap()
+        }
+
+        fn world(shards: u16) -> Embedded {
+            Embedded::new(
+                start(),
+                EmbeddedSettings {
+                    shards,
+                    ..Default::default()
+                },
+            )
+        }
+
+        /// A one-time step `offset_s` after the start, its definition stored and its
+        /// occurrence written PENDING with `shards` shards.
+        async fn pending(world: &Embedded, step: &str, offset_s: i64, shards: u16) -> ScheduleKey {
+            let at = Timestamp::from_datetime(start() + chrono::Duration::seconds(offset_s));
+            let def = Definition::from_json(&json!({"tenant_id": "acme", "device_workflow_step_id": step,
+                "workflow_id": "w1", "device_id": "dev-1", "schedule": {"type": "once", "at": at.to_string()}}))
+            .unwrap();
+            world.definitions.put(&def).await.unwrap();
+            let now = Timestamp::from_datetime(world.clock.now());
+            let item = ScheduleItem::pending(&def, at, now, Duration::from_secs(86_400), shards);
+            assert!(world.memory_store.create_if_absent(&item).await.unwrap());
+            item.key
+        }
+
+        async fn status(world: &Embedded, key: &ScheduleKey) -> ScheduleItem {
+            world.memory_store.get(key).await.unwrap().unwrap()
+        }
+
+        /// What a Lambda timeout, an out-of-memory or a throttled invocation on every
+        /// receive does: the message is received `maxReceiveCount` times, never handled,
+        /// and moves to the DLQ; the item is not touched.
+        async fn lose_to_the_dlq(world: &Embedded) {
+            let visibility = crate::limits::EXECUTION_VISIBILITY_TIMEOUT;
+            let in_dlq = world.execution_dlq.len();
+            assert!(
+                !world.execution_queue.is_empty(),
+                "no message to lose: the occurrence was not sent again"
+            );
+            for _ in 0..10 {
+                let got = world.execution_queue.receive(10, Duration::ZERO).await.unwrap();
+                if got.is_empty() && world.execution_dlq.len() > in_dlq {
+                    return;
+                }
+                world.clock.advance(visibility + Duration::from_secs(1));
+            }
+            panic!("the message never reached the DLQ");
+        }
+
+        #[tokio::test]
+        async fn a_queued_occurrence_whose_message_went_to_the_dlq_is_redispatched_and_executes() {
+            let world = world(4);
+            let key = pending(&world, "s1", 60, 4).await;
+            assert_eq!(world.schedule("run-1").await.unwrap().dispatched, 1);
+            world.clock.advance(Duration::from_secs(60));
+            lose_to_the_dlq(&world).await;
+            assert_eq!(status(&world, &key).await.status, Status::Queued);
+            // Not yet past maxReceiveCount × visibility + window after it was due: left alone.
+            let report = world.schedule("run-2").await.unwrap();
+            assert_eq!(report.stuck_queued, 0, "{report:?}");
+            world.clock.advance(Duration::from_secs(5 * 60));
+            let report = world.schedule("run-3").await.unwrap();
+            assert_eq!(report.stuck_queued, 1, "{report:?}");
+            let outcomes = world.execute_ready().await.unwrap();
+            assert_eq!(outcomes.len(), 1, "the sweep sent the occurrence again");
+            let item = status(&world, &key).await;
+            assert_eq!(item.status, Status::Executed, "{item:?}");
+            let triggers = world.triggers();
+            assert_eq!(triggers.len(), 1);
+            assert_eq!(triggers[0].execution_id, item.execution_id(), "same execution id");
+        }
+
+        #[tokio::test]
+        async fn a_stuck_occurrence_ends_failed_naming_the_sweep_after_its_redispatches() {
+            // A grace long enough that every re-dispatch is still in time.
+            let mut settings = EmbeddedSettings {
+                shards: 4,
+                ..Default::default()
+            };
+            settings.schedule.default_misfire_grace = Duration::from_secs(6 * 3600);
+            let world = Embedded::new(start(), settings);
+            let key = pending(&world, "s1", 60, 4).await;
+            world.schedule("run-0").await.unwrap();
+            world.clock.advance(Duration::from_secs(60));
+            let sweeps = world.scheduler.settings.stuck_redispatches;
+            let mut run = 0;
+            // Every copy is lost; each sweep after the threshold sends it again, up to the bound.
+            while status(&world, &key).await.status == Status::Queued && run < 20 {
+                run += 1;
+                lose_to_the_dlq(&world).await;
+                world.clock.advance(Duration::from_secs(15 * 60));
+                world.schedule(&format!("run-{run}")).await.unwrap();
+            }
+            let item = status(&world, &key).await;
+            assert_eq!(item.status, Status::Failed, "{item:?}");
+            assert_eq!(run, sweeps as usize + 1, "one run per re-dispatch, then FAILED");
+            let error = item.last_error.unwrap_or_default();
+            assert!(error.contains("sweep"), "{error}");
+            assert!(world.triggers().is_empty());
+        }
+
+        #[tokio::test]
+        async fn a_stuck_occurrence_past_its_misfire_grace_is_missed_not_sent_again() {
+            let world = world(4);
+            let key = pending(&world, "s1", 60, 4).await;
+            world.schedule("run-1").await.unwrap();
+            world.clock.advance(Duration::from_secs(60));
+            lose_to_the_dlq(&world).await;
+            // Past the default one-hour grace by the time it is found.
+            world.clock.advance(Duration::from_secs(3600));
+            let report = world.schedule("run-2").await.unwrap();
+            assert_eq!(report.stuck_queued, 1, "{report:?}");
+            let item = status(&world, &key).await;
+            assert_eq!(item.status, Status::Missed, "{item:?}");
+            assert!(world.execution_queue.is_empty(), "nothing sent for a missed step");
+        }
+
+        #[tokio::test]
+        async fn lowering_status_shards_strands_no_due_occurrence() {
+            let world = world(8);
+            // A run of the deployment with 8 shards, then its occurrences.
+            world.schedule("run-8").await.unwrap();
+            let mut keys = Vec::new();
+            for i in 0..40 {
+                keys.push(pending(&world, &format!("s{i:02}"), 600 + i, 8).await);
+            }
+            // Redeployed with 2 shards: every occurrence is still found and dispatched.
+            world.memory_store.reconfigure_status_shards(2);
+            world.clock.advance(Duration::from_secs(6 * 60));
+            let report = world.schedule("run-2").await.unwrap();
+            assert_eq!((report.due, report.dispatched), (40, 40), "{report:?}");
+            for key in &keys {
+                assert_eq!(status(&world, key).await.status, Status::Queued, "{key}");
+            }
+        }
     }
 }

@@ -96,6 +96,9 @@ pub struct ScheduleItem {
     pub lease_until: Option<Timestamp>,
     /// The definition version whose change cancelled this occurrence (CANCELLED only).
     pub cancelled_by_version: Option<u64>,
+    /// Times the scheduler's sweep found it QUEUED past every receive of its message and
+    /// sent it again (bounded; past the bound it is FAILED).
+    pub sweeps: u32,
 }
 
 impl ScheduleItem {
@@ -132,6 +135,7 @@ impl ScheduleItem {
             lease_owner: None,
             lease_until: None,
             cancelled_by_version: None,
+            sweeps: 0,
         }
     }
 

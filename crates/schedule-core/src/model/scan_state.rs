@@ -11,6 +11,11 @@ pub const SCAN_HORIZON_SK: &str = "HORIZON";
 /// Attribute holding the end (exclusive) of the window a complete run covered.
 pub const COVERED_TO_ATTR: &str = "covered_to";
 
+/// Attribute (on the same item) holding the largest `STATUS_SHARDS` any writer or
+/// scheduler run has used: the due query reads every shard up to it, so lowering the
+/// setting strands nothing in the shards no longer written. Only ever grows.
+pub const MAX_STATUS_SHARDS_ATTR: &str = "max_status_shards";
+
 /// The key of the horizon item.
 pub fn scan_horizon_key() -> super::ScheduleKey {
     super::ScheduleKey {
