@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
+use schedule_core::adapters::clock::SystemClock;
 use schedule_core::error::StoreError;
 use schedule_core::model::{
     Definition, ScheduleItem, ScheduleKey, Status, StatusChange, Timestamp,
 };
 use schedule_core::ports::{
-    ActionSink, DefinitionSource, DispatchQueue, OutgoingMessage, ScheduleStore, query_due,
-    scan_definitions,
+    ActionSink, DefinitionSource, DispatchQueue, DueEntry, OutgoingMessage, Paging, ScheduleStore,
+    Sweep, scan_definitions,
 };
 use serde_json::json;
 
@@ -42,6 +43,21 @@ pub fn item(tenant: &str, step: &str, at: &str, shards: u16) -> ScheduleItem {
         RETENTION,
         shards,
     )
+}
+
+/// Every entry of `status` due before `before`, retried on the system clock, no deadline.
+async fn query_due<S: ScheduleStore>(
+    store: &S,
+    status: Status,
+    before: Timestamp,
+    page_size: u32,
+) -> Result<Vec<DueEntry>, StoreError> {
+    let paging = Paging {
+        page_size,
+        clock: &SystemClock,
+        deadline: None,
+    };
+    schedule_core::ports::query_due(store, status, before, paging).await
 }
 
 fn change(from: Status, to: Status) -> StatusChange {
@@ -826,4 +842,181 @@ pub async fn definitions_get_many<B: Backend>(b: &B) {
         assert!(got[k].is_none(), "{}: {k:?} has no row", b.name());
     }
     assert!(defs.get_many(&[]).await.unwrap().is_empty());
+}
+
+/// The largest shard count is absent until recorded, then only grows, beside the scan
+/// horizon without touching it; the due query reads every shard up to it, so occurrences
+/// indexed under more shards than the store is now configured with are still found.
+pub async fn recorded_status_shards_only_grow_and_are_all_queried<B: Backend>(b: &B) {
+    let store = b.store(2).await;
+    assert_eq!(
+        store.max_status_shards().await.unwrap(),
+        None,
+        "{}",
+        b.name()
+    );
+    let horizon = ts("2026-11-27T01:00:00Z");
+    assert!(store.record_scan_horizon(horizon).await.unwrap());
+    // Written by a deployment with 8 shards.
+    let items: Vec<ScheduleItem> = (0..24)
+        .map(|i| item("acme", &format!("s{i:02}"), "2026-11-26T10:30:00Z", 8))
+        .collect();
+    for it in &items {
+        assert!(store.create_if_absent(it).await.unwrap());
+    }
+    assert!(
+        items.iter().any(|it| it
+            .status_shard
+            .as_ref()
+            .is_some_and(|s| s.as_str() >= "PENDING#02")),
+        "some items lie past the configured shards"
+    );
+    assert!(store.record_status_shards(8).await.unwrap());
+    assert!(!store.record_status_shards(2).await.unwrap(), "lower");
+    assert!(!store.record_status_shards(8).await.unwrap(), "same");
+    assert_eq!(store.max_status_shards().await.unwrap(), Some(8));
+    assert_eq!(
+        store.scan_horizon().await.unwrap(),
+        Some(horizon),
+        "{}: the horizon beside it is kept",
+        b.name()
+    );
+    let found: BTreeSet<ScheduleKey> =
+        query_due(&store, Status::Pending, ts("2026-11-27T00:00:00Z"), 5)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+    let written: BTreeSet<ScheduleKey> = items.iter().map(|it| it.key.clone()).collect();
+    assert_eq!(found, written, "{}", b.name());
+}
+
+/// The sweep of a stuck QUEUED occurrence applies only while the item is exactly as read:
+/// QUEUED, same `queued_at`, no live lease. A re-dispatch keeps it QUEUED and indexed with
+/// a new `queued_at` and one more sweep; a settling sweep ends it with its reason.
+pub async fn sweeps_of_stuck_queued_items_are_conditional<B: Backend>(b: &B) {
+    let store = b.store(4).await;
+    let it = item("acme", "s1", "2026-11-26T10:30:00Z", 4);
+    store.create_if_absent(&it).await.unwrap();
+    let queued_at = ts("2026-11-26T10:00:00Z");
+    assert!(
+        store
+            .change_status(&it.key, &change(Status::Pending, Status::Queued))
+            .await
+            .unwrap()
+    );
+    let later = ts("2026-11-26T11:00:00Z");
+    let other = Some(ts("2026-11-26T09:59:59Z"));
+    assert!(
+        !store
+            .sweep_queued(&it.key, other, &Sweep::Redispatch, later)
+            .await
+            .unwrap(),
+        "{}: another queued_at",
+        b.name()
+    );
+    assert!(
+        !store
+            .sweep_queued(&it.key, None, &Sweep::Redispatch, later)
+            .await
+            .unwrap()
+    );
+    // A late executor holds a live lease: the sweep loses; once it has run out, it wins.
+    let until = ts("2026-11-26T11:01:00Z");
+    assert!(
+        store
+            .try_lease(&it.key, Status::Queued, "executor", until, later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .sweep_queued(&it.key, Some(queued_at), &Sweep::Redispatch, later)
+            .await
+            .unwrap(),
+        "{}: leased",
+        b.name()
+    );
+    let swept_at = ts("2026-11-26T11:02:00Z");
+    assert!(
+        store
+            .sweep_queued(&it.key, Some(queued_at), &Sweep::Redispatch, swept_at)
+            .await
+            .unwrap()
+    );
+    let stored = store.get(&it.key).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.status,
+            stored.queued_at,
+            stored.sweeps,
+            stored.lease_owner.clone()
+        ),
+        (Status::Queued, Some(swept_at), 1, None),
+        "{}",
+        b.name()
+    );
+    let before = ts("2026-11-27T00:00:00Z");
+    assert_eq!(
+        query_due(&store, Status::Queued, before, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The sweep that read it before the re-dispatch loses now.
+    let fail = Sweep::Fail {
+        reason: "swept twice".to_owned(),
+    };
+    assert!(
+        !store
+            .sweep_queued(&it.key, Some(queued_at), &fail, swept_at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .sweep_queued(&it.key, Some(swept_at), &Sweep::Redispatch, swept_at)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get(&it.key).await.unwrap().unwrap().sweeps, 2);
+    assert!(
+        store
+            .sweep_queued(&it.key, Some(swept_at), &fail, swept_at)
+            .await
+            .unwrap()
+    );
+    let stored = store.get(&it.key).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.status,
+            stored.last_error.as_deref(),
+            stored.status_shard.clone(),
+            stored.sweeps
+        ),
+        (Status::Failed, Some("swept twice"), None, 2),
+        "{}",
+        b.name()
+    );
+    assert!(
+        query_due(&store, Status::Queued, before, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A terminal item is never swept again.
+    let miss = Sweep::Miss {
+        reason: "late".to_owned(),
+    };
+    assert!(
+        !store
+            .sweep_queued(&it.key, Some(swept_at), &miss, swept_at)
+            .await
+            .unwrap()
+    );
+    // The round trip keeps the count.
+    let round = store.get(&it.key).await.unwrap().unwrap();
+    assert_eq!(round.sweeps, 2);
 }

@@ -15,7 +15,7 @@ use schedule_core::model::{
 };
 use schedule_core::ports::{
     ActionSink, Cursor, DefinitionKey, DefinitionSource, DueEntry, FetchedDefinitions,
-    Materialized, Page, ReceivedMessage, ScannedDefinition, ScheduleStore,
+    Materialized, Page, ReceivedMessage, ScannedDefinition, ScheduleStore, Sweep,
 };
 
 /// Fails the first `fail_first` sends of each execution id (or every send when
@@ -164,7 +164,9 @@ impl<S: ScheduleStore> ScheduleStore for LosesQueuedWrites<S> {
         sweep: &Sweep,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        self.inner.sweep_queued(key, seen_queued_at, sweep, now).await
+        self.inner
+            .sweep_queued(key, seen_queued_at, sweep, now)
+            .await
     }
 }
 
@@ -368,7 +370,10 @@ impl<S: ScheduleStore> ScheduleStore for ChaosStore<S> {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         self.before("UpdateItem")?;
-        let result = self.inner.sweep_queued(key, seen_queued_at, sweep, now).await;
+        let result = self
+            .inner
+            .sweep_queued(key, seen_queued_at, sweep, now)
+            .await;
         self.after("UpdateItem", result)
     }
 }

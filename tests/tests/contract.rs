@@ -47,4 +47,6 @@ contract_cases!(
     action_sink_sends_triggers_and_fifo_dedups,
     materialize_and_cancel_follow_the_version,
     scan_horizon_only_moves_forward,
+    recorded_status_shards_only_grow_and_are_all_queried,
+    sweeps_of_stuck_queued_items_are_conditional,
 );

@@ -201,8 +201,10 @@ impl SchedulerConfig {
                     u64::from(defaults.execution_max_receive_count),
                     1..=1000,
                 )? as u32,
-                execution_visibility: env
-                    .span("EXECUTION_VISIBILITY_TIMEOUT", defaults.execution_visibility)?,
+                execution_visibility: env.span(
+                    "EXECUTION_VISIBILITY_TIMEOUT",
+                    defaults.execution_visibility,
+                )?,
                 stuck_redispatches: env.number(
                     "STUCK_REDISPATCHES",
                     u64::from(defaults.stuck_redispatches),

@@ -12,11 +12,11 @@ use futures::future::try_join_all;
 use crate::error::{QueueError, StoreError, ValidationError};
 use crate::limits::MAX_STATUS_SHARDS;
 use crate::model::scan_state::MAX_STATUS_SHARDS_ATTR;
-use crate::retry::{RetryPolicy, retrying};
 use crate::model::{
     Definition, DefinitionError, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange,
     StatusShard, StepId, TenantId, Timestamp, TriggerMessage, Validation,
 };
+use crate::retry::{RetryPolicy, retrying};
 
 /// The time, injected so tests and simulations are exact.
 pub trait Clock: Send + Sync {

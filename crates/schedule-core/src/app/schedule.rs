@@ -56,8 +56,7 @@ use tracing::{info, warn};
 use super::{AppError, Deadline, ExecutionMessage};
 use crate::error::StoreError;
 use crate::limits::{
-    EXECUTION_MAX_RECEIVE_COUNT, EXECUTION_VISIBILITY_TIMEOUT, SQS_MAX_BATCH,
-    SQS_MAX_DELAY_SECONDS,
+    EXECUTION_MAX_RECEIVE_COUNT, EXECUTION_VISIBILITY_TIMEOUT, SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS,
 };
 use crate::metrics::{Metric, Metrics};
 use crate::model::{ScheduleItem, ScheduleKey, Status, StatusChange, Timestamp, TransitionError};
@@ -549,7 +548,9 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         };
         let key = entry.key.to_string();
         let cancelled = self
-            .retried(&key, run, || self.store.cancel(&entry.key, version, &reason))
+            .retried(&key, run, || {
+                self.store.cancel(&entry.key, version, &reason)
+            })
             .await;
         match cancelled {
             // PENDING → CANCELLED with the reason, for the definition at `version`
@@ -729,12 +730,13 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         run: &Run<'_>,
     ) -> Result<bool, StatusWriteError> {
         let now = Timestamp::from_datetime(self.clock.now());
-        let change = StatusChange::transition(Status::Pending, Status::Queued, now).map_err(
-            |source| StatusWriteError::Transition {
-                key: key.clone(),
-                source,
-            },
-        )?;
+        let change =
+            StatusChange::transition(Status::Pending, Status::Queued, now).map_err(|source| {
+                StatusWriteError::Transition {
+                    key: key.clone(),
+                    source,
+                }
+            })?;
         let won = self.write_status(key, &change, run).await?;
         if won {
             info!(pk = %key.pk, sk = %key.sk, scheduled_time = %scheduled_time, delay_s = delay.as_secs(), "dispatched");
@@ -749,14 +751,16 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         change: &StatusChange,
         run: &Run<'_>,
     ) -> Result<bool, StatusWriteError> {
-        self.retried(&key.to_string(), run, || self.store.change_status(key, change))
-            .await
-            .map_err(|source| StatusWriteError::Store {
-                key: key.clone(),
-                from: change.from,
-                to: change.to,
-                source,
-            })
+        self.retried(&key.to_string(), run, || {
+            self.store.change_status(key, change)
+        })
+        .await
+        .map_err(|source| StatusWriteError::Store {
+            key: key.clone(),
+            from: change.from,
+            to: change.to,
+            source,
+        })
     }
 
     /// The sweep (see the head of this file): QUEUED occurrences past every receive of
@@ -770,10 +774,15 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         }
         let limit = now.minus(self.settings.stuck_after());
         let candidates = query_due(&self.store, Status::Queued, limit, self.paging(run)).await?;
-        let items = join_all(candidates.iter().take(MAX_STUCK_CHECKS).map(|e| async move {
-            let key = e.key.to_string();
-            self.retried(&key, run, || self.store.get(&e.key)).await
-        }))
+        let items = join_all(
+            candidates
+                .iter()
+                .take(MAX_STUCK_CHECKS)
+                .map(|e| async move {
+                    let key = e.key.to_string();
+                    self.retried(&key, run, || self.store.get(&e.key)).await
+                }),
+        )
         .await;
         let stuck: Vec<ScheduleItem> = items
             .into_iter()
@@ -800,7 +809,8 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
             let key = item.key.to_string();
             let won = self
                 .retried(&key, run, || {
-                    self.store.sweep_queued(&item.key, item.queued_at, &sweep, now)
+                    self.store
+                        .sweep_queued(&item.key, item.queued_at, &sweep, now)
                 })
                 .await;
             (item, sweep, won)
@@ -1013,7 +1023,11 @@ mod tests {
                 "no message to lose: the occurrence was not sent again"
             );
             for _ in 0..10 {
-                let got = world.execution_queue.receive(10, Duration::ZERO).await.unwrap();
+                let got = world
+                    .execution_queue
+                    .receive(10, Duration::ZERO)
+                    .await
+                    .unwrap();
                 if got.is_empty() && world.execution_dlq.len() > in_dlq {
                     return;
                 }
@@ -1042,7 +1056,11 @@ mod tests {
             assert_eq!(item.status, Status::Executed, "{item:?}");
             let triggers = world.triggers();
             assert_eq!(triggers.len(), 1);
-            assert_eq!(triggers[0].execution_id, item.execution_id(), "same execution id");
+            assert_eq!(
+                triggers[0].execution_id,
+                item.execution_id(),
+                "same execution id"
+            );
         }
 
         #[tokio::test]
@@ -1068,7 +1086,11 @@ mod tests {
             }
             let item = status(&world, &key).await;
             assert_eq!(item.status, Status::Failed, "{item:?}");
-            assert_eq!(run, sweeps as usize + 1, "one run per re-dispatch, then FAILED");
+            assert_eq!(
+                run,
+                sweeps as usize + 1,
+                "one run per re-dispatch, then FAILED"
+            );
             let error = item.last_error.unwrap_or_default();
             assert!(error.contains("sweep"), "{error}");
             assert!(world.triggers().is_empty());
@@ -1087,7 +1109,10 @@ mod tests {
             assert_eq!(report.stuck_queued, 1, "{report:?}");
             let item = status(&world, &key).await;
             assert_eq!(item.status, Status::Missed, "{item:?}");
-            assert!(world.execution_queue.is_empty(), "nothing sent for a missed step");
+            assert!(
+                world.execution_queue.is_empty(),
+                "nothing sent for a missed step"
+            );
         }
 
         #[tokio::test]
