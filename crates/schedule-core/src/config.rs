@@ -342,6 +342,41 @@ mod tests {
             err.to_string().contains("SCHEDULE_WINDOW") && err.to_string().contains("900"),
             "{err}"
         );
+        let ok = SchedulerConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("EXECUTION_QUEUE_URL", "q"),
+            ("DEFINITIONS_TABLE", "d"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            ok.schedule.stuck_after(),
+            Duration::from_secs(3 * 180 + 300),
+            "maxReceiveCount × visibility timeout + window, from the template's values"
+        );
+        let ok = SchedulerConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("EXECUTION_QUEUE_URL", "q"),
+            ("DEFINITIONS_TABLE", "d"),
+            ("EXECUTION_MAX_RECEIVE_COUNT", "5"),
+            ("EXECUTION_VISIBILITY_TIMEOUT", "1m"),
+            ("STUCK_REDISPATCHES", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (ok.schedule.stuck_after(), ok.schedule.stuck_redispatches),
+            (Duration::from_secs(5 * 60 + 300), 0)
+        );
+        let err = SchedulerConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("EXECUTION_QUEUE_URL", "q"),
+            ("DEFINITIONS_TABLE", "d"),
+            ("STUCK_REDISPATCHES", "many"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("STUCK_REDISPATCHES") && err.to_string().contains("\"many\""),
+            "{err}"
+        );
         let err = ExecutorConfig::from_env(&env(&[
             ("SCHEDULE_TABLE", "t"),
             ("ACTION_TRIGGER_QUEUE_URL", "q"),

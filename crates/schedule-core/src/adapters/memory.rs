@@ -323,14 +323,20 @@ impl ScheduleStore for InMemoryScheduleStore {
         if !applies {
             return Ok(false);
         }
-        match sweep.change(now) {
-            None => t.update(key, |stored| {
+        match (sweep, sweep.change(now)) {
+            (Sweep::Redispatch, _) => t.update(key, |stored| {
                 stored.queued_at = Some(now);
                 stored.sweeps = stored.sweeps.saturating_add(1);
                 stored.lease_owner = None;
                 stored.lease_until = None;
             }),
-            Some(change) => t.update(key, |stored| stored.apply(&change, shards)),
+            (_, Some(change)) => t.update(key, |stored| stored.apply(&change, shards)),
+            (_, None) => {
+                return Err(StoreError::Conflict {
+                    key: key.to_string(),
+                    reason: format!("QUEUED -> {} is not a transition", sweep.status()),
+                });
+            }
         }
         Ok(true)
     }
