@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
             match result {
                 Ok(report) => Ok::<_, Error>(serde_json::to_value(report)?),
                 Err(e) => {
-                    tracing::error!(error = %e, "schedule run failed");
+                    tracing::error!(error = %schedule_core::error::chain(&e), "schedule run failed");
                     Err(e.into())
                 }
             }
