@@ -1116,6 +1116,44 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn overlapping_runs_send_a_stuck_occurrence_once_and_a_late_executor_wins() {
+            let world = world(4);
+            let a = pending(&world, "s1", 60, 4).await;
+            let b = pending(&world, "s2", 60, 4).await;
+            world.schedule("run-1").await.unwrap();
+            world.clock.advance(Duration::from_secs(60));
+            lose_to_the_dlq(&world).await;
+            world.clock.advance(Duration::from_secs(5 * 60));
+            // A late executor is at work on `b`: it holds a live lease.
+            let now = Timestamp::from_datetime(world.clock.now());
+            let until = now.plus(Duration::from_secs(60));
+            assert!(
+                world
+                    .memory_store
+                    .try_lease(&b, Status::Queued, "executor", until, now)
+                    .await
+                    .unwrap()
+            );
+            let (r1, r2) = futures::join!(world.schedule("run-a"), world.schedule("run-b"));
+            let (r1, r2) = (r1.unwrap(), r2.unwrap());
+            // The second finds `a` re-dispatched (new `queued_at`) or loses its claim.
+            assert!(r1.stuck_queued.min(r2.stuck_queued) >= 1, "{r1:?} {r2:?}");
+            assert_eq!(
+                r1.stuck_redispatched + r2.stuck_redispatched,
+                1,
+                "{r1:?} {r2:?}"
+            );
+            assert_eq!(world.execution_queue.len(), 1, "one copy, not two");
+            assert_eq!(status(&world, &a).await.sweeps, 1);
+            let leased = status(&world, &b).await;
+            assert_eq!(
+                (leased.status, leased.sweeps),
+                (Status::Queued, 0),
+                "{leased:?}"
+            );
+        }
+
+        #[tokio::test]
         async fn lowering_status_shards_strands_no_due_occurrence() {
             let world = world(8);
             // A run of the deployment with 8 shards, then its occurrences.
