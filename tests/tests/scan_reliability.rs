@@ -120,6 +120,7 @@ async fn a_hanging_registry_does_not_stop_the_scan_from_writing() {
         let request = daily_scanner_v2::request_from_event(
             &json!({}),
             Timestamp::from_datetime(now),
+            None,
             &settings,
         )
         .unwrap();
