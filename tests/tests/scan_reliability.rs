@@ -133,9 +133,11 @@ async fn a_hanging_registry_does_not_stop_the_scan_from_writing() {
         .await;
         let calls = registry.calls.load(Ordering::SeqCst);
         let items = store.items();
+        let took = scanner.clock.now() - now;
         eprintln!(
-            "registry hanging {hang:?}: {} of 1500 written, {calls} registry calls, {:?}",
+            "registry hanging {hang:?}: {} of 1500 written, {calls} registry calls, {} s of the 120 s deadline used, {:?}",
             items.len(),
+            took.num_seconds(),
             run.as_ref().map(|r| r.as_ref().map(|r| (r.created, r.not_written)))
         );
         let report = run

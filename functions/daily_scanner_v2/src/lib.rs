@@ -227,6 +227,25 @@ mod tests {
     }
 
     #[test]
+    fn a_scheduled_event_picks_its_mode_and_starts_after_the_horizon() {
+        let now = Timestamp::parse("2026-11-26T10:00:00Z").unwrap();
+        let horizon = Timestamp::parse("2026-11-27T10:00:00Z").ok();
+        let settings = ScanSettings::default();
+        let full = request_from_event(&json!({}), now, horizon, &settings).unwrap();
+        assert_eq!((full.kind, full.window.from), (ScanKind::Full, now));
+        let also_full =
+            request_from_event(&json!({"mode": "full"}), now, horizon, &settings).unwrap();
+        assert_eq!(also_full, full);
+        let incremental =
+            request_from_event(&json!({"mode": "incremental"}), now, horizon, &settings).unwrap();
+        assert_eq!(
+            (incremental.kind, Some(incremental.window.from)),
+            (ScanKind::Incremental, horizon)
+        );
+        assert_eq!(incremental.window.to, full.window.to);
+    }
+
+    #[test]
     fn bad_events_name_the_field_and_value() {
         let now = Timestamp::parse("2026-11-26T00:00:00Z").unwrap();
         let settings = ScanSettings::default();
@@ -250,6 +269,18 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(field) && err.contains(value), "{event}: {err}");
+        }
+        for (event, value) in [
+            (json!({"mode": "hourly"}), "\"hourly\""),
+            (
+                json!({"mode": "full", "from": "2026-11-26T00:00:00Z", "to": "2026-11-27T00:00:00Z"}),
+                "\"full\"",
+            ),
+        ] {
+            let err = request_from_event(&event, now, None, &settings)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("mode") && err.contains(value), "{event}: {err}");
         }
         let reversed = json!({"from": "2026-11-27T00:00:00Z", "to": "2026-11-26T00:00:00Z"});
         assert!(

@@ -554,3 +554,64 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::parse(s).unwrap()
+    }
+
+    fn window(r: &ScanRequest) -> (String, String) {
+        (r.window.from.to_string(), r.window.to.to_string())
+    }
+
+    #[test]
+    fn scheduled_runs_start_at_the_horizon_within_the_catch_up_bound() {
+        let settings = ScanSettings::default();
+        let now = ts("2026-11-26T10:00:00Z");
+        let end = "2026-11-27T11:00:00Z".to_owned();
+        let cases = [
+            // (horizon, full from, incremental from)
+            (None, "2026-11-26T10:00:00Z", "2026-11-26T10:00:00Z"),
+            // Normal: the horizon is ahead of now.
+            (
+                Some("2026-11-27T10:00:00Z"),
+                "2026-11-26T10:00:00Z",
+                "2026-11-27T10:00:00Z",
+            ),
+            // A run was missed, not long ago: catch up from the horizon.
+            (
+                Some("2026-11-26T09:30:00Z"),
+                "2026-11-26T09:30:00Z",
+                "2026-11-26T09:30:00Z",
+            ),
+            // Long ago: no earlier than the catch-up bound (1 h).
+            (
+                Some("2026-11-24T00:00:00Z"),
+                "2026-11-26T09:00:00Z",
+                "2026-11-26T09:00:00Z",
+            ),
+            // Beyond this run's end: an incremental run has nothing to write.
+            (
+                Some("2026-11-28T00:00:00Z"),
+                "2026-11-26T10:00:00Z",
+                "2026-11-27T11:00:00Z",
+            ),
+        ];
+        for (horizon, full, incremental) in cases {
+            let h = horizon.map(ts);
+            let f = ScanRequest::full(now, h, &settings);
+            let i = ScanRequest::incremental(now, h, &settings);
+            assert_eq!(window(&f), (full.to_owned(), end.clone()), "{horizon:?}");
+            assert_eq!(window(&i), (incremental.to_owned(), end.clone()), "{horizon:?}");
+            assert_eq!((f.kind, i.kind), (ScanKind::Full, ScanKind::Incremental));
+            assert!(f.tenant.is_none() && i.tenant.is_none());
+        }
+        assert_eq!(
+            ScanRequest::daily(now, &settings),
+            ScanRequest::full(now, None, &settings)
+        );
+    }
+}
