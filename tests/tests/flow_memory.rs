@@ -141,11 +141,7 @@ async fn each_due_step_fires_once_on_time_and_invalid_devices_are_skipped() {
         (44, 1, 1)
     );
     assert_eq!(
-        (
-            report.occurrences,
-            report.created,
-            report.invalid_device
-        ),
+        (report.occurrences, report.created, report.invalid_device),
         (43, 43, 5),
         "written PENDING; the executor skips them when due"
     );

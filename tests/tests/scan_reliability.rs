@@ -138,7 +138,8 @@ async fn a_hanging_registry_does_not_stop_the_scan_from_writing() {
             "registry hanging {hang:?}: {} of 1500 written, {calls} registry calls, {} s of the 120 s deadline used, {:?}",
             items.len(),
             took.num_seconds(),
-            run.as_ref().map(|r| r.as_ref().map(|r| (r.created, r.not_written)))
+            run.as_ref()
+                .map(|r| r.as_ref().map(|r| (r.created, r.not_written)))
         );
         let report = run
             .unwrap_or_else(|_| {
@@ -473,7 +474,11 @@ async fn a_permanently_refused_write_counts_as_an_invalid_definition() {
         .await
         .unwrap_or_else(|e| panic!("the run failed for one refused item: {e}"));
     assert_eq!(
-        (report.created, report.write_errors, report.invalid_definitions),
+        (
+            report.created,
+            report.write_errors,
+            report.invalid_definitions
+        ),
         (25, 0, 1),
         "{report:?}"
     );

@@ -183,15 +183,21 @@ mod tests {
     fn the_sample_events_read_as_a_daily_run_and_a_backfill() {
         let now = Timestamp::parse("2026-11-26T00:00:03Z").unwrap();
         let settings = ScanSettings::default();
-        let daily = request_from_event(&event("daily_scanner_v2.json"), now, None, &settings).unwrap();
+        let daily =
+            request_from_event(&event("daily_scanner_v2.json"), now, None, &settings).unwrap();
         assert_eq!((daily.window.from, daily.tenant), (now, None));
         assert_eq!(
             daily.window.to.to_string(),
             "2026-11-27T01:00:03Z",
             "24 h plus the 1 h overlap"
         );
-        let backfill =
-            request_from_event(&event("daily_scanner_v2_backfill.json"), now, None, &settings).unwrap();
+        let backfill = request_from_event(
+            &event("daily_scanner_v2_backfill.json"),
+            now,
+            None,
+            &settings,
+        )
+        .unwrap();
         assert_eq!(backfill.window.from.to_string(), "2026-11-26T00:00:00Z");
         assert_eq!(backfill.tenant.unwrap().as_str(), "acme");
     }
@@ -280,7 +286,10 @@ mod tests {
             let err = request_from_event(&event, now, None, &settings)
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains("mode") && err.contains(value), "{event}: {err}");
+            assert!(
+                err.contains("mode") && err.contains(value),
+                "{event}: {err}"
+            );
         }
         let reversed = json!({"from": "2026-11-27T00:00:00Z", "to": "2026-11-26T00:00:00Z"});
         assert!(

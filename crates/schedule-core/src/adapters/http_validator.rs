@@ -64,7 +64,10 @@ impl DeviceValidator for HttpDeviceValidator {
             Some(_) => Ok(Validation::Invalid),
             None => Err(fail(format!(
                 "body from {url} has no string field \"status\": {}",
-                String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
             ))),
         }
     }

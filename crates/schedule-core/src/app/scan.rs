@@ -44,9 +44,7 @@ use tracing::{info, warn};
 use super::{AppError, Deadline};
 use crate::error::StoreError;
 use crate::metrics::{Metric, Metrics};
-use crate::model::{
-    Definition, DeviceId, ScheduleItem, StepId, TenantId, Timestamp, Validation,
-};
+use crate::model::{Definition, DeviceId, ScheduleItem, StepId, TenantId, Timestamp, Validation};
 use crate::ports::{
     Clock, DefinitionSource, DeviceValidator, Materialized, ScheduleStore, scan_definitions,
 };
@@ -605,7 +603,11 @@ mod tests {
             let f = ScanRequest::full(now, h, &settings);
             let i = ScanRequest::incremental(now, h, &settings);
             assert_eq!(window(&f), (full.to_owned(), end.clone()), "{horizon:?}");
-            assert_eq!(window(&i), (incremental.to_owned(), end.clone()), "{horizon:?}");
+            assert_eq!(
+                window(&i),
+                (incremental.to_owned(), end.clone()),
+                "{horizon:?}"
+            );
             assert_eq!((f.kind, i.kind), (ScanKind::Full, ScanKind::Incremental));
             assert!(f.tenant.is_none() && i.tenant.is_none());
         }
