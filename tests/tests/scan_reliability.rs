@@ -368,6 +368,8 @@ async fn hourly_runs_write_only_what_is_new_and_a_missed_run_costs_nothing() {
 struct RefusesStep<S> {
     inner: S,
     step: &'static str,
+    /// Refuse as throttled (transient) rather than for good.
+    throttled: bool,
 }
 
 impl<S: ScheduleStore> ScheduleStore for RefusesStep<S> {
@@ -380,6 +382,12 @@ impl<S: ScheduleStore> ScheduleStore for RefusesStep<S> {
     }
 
     async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        if item.device_workflow_step_id.as_str() == self.step && self.throttled {
+            return Err(StoreError::Transient {
+                operation: "UpdateItem",
+                source: "ProvisionedThroughputExceededException".into(),
+            });
+        }
         if item.device_workflow_step_id.as_str() == self.step {
             return Err(StoreError::Permanent {
                 operation: "UpdateItem",
@@ -464,6 +472,7 @@ async fn a_permanently_refused_write_counts_as_an_invalid_definition() {
         store: RefusesStep {
             inner: memory.clone(),
             step: "big",
+            throttled: false,
         },
         validator: schedule_core::adapters::http_validator::AllowAll,
         clock: schedule_core::adapters::clock::ManualClock::new(now),
@@ -490,4 +499,50 @@ async fn a_permanently_refused_write_counts_as_an_invalid_definition() {
         Some(ts("2026-11-27T01:00:00Z"))
     );
     let _: Value = serde_json::to_value(&report).unwrap();
+}
+
+/// A write still throttled after its retries is a write error: the run is incomplete, the
+/// invocation fails (to be retried) and the horizon is not moved.
+#[tokio::test]
+async fn a_write_still_throttled_after_its_retries_leaves_the_run_incomplete() {
+    let now: DateTime<Utc> = "2026-11-26T00:00:00Z".parse().unwrap();
+    let definitions = Arc::new(InMemoryDefinitionSource::new());
+    definitions
+        .put(&once("busy", "dev-1", ts("2026-11-26T05:00:00Z")))
+        .await
+        .unwrap();
+    definitions
+        .put(&once("fine", "dev-2", ts("2026-11-26T05:00:00Z")))
+        .await
+        .unwrap();
+    let memory = Arc::new(InMemoryScheduleStore::new(16));
+    let scanner = Scanner {
+        definitions,
+        store: RefusesStep {
+            inner: memory.clone(),
+            step: "busy",
+            throttled: true,
+        },
+        validator: schedule_core::adapters::http_validator::AllowAll,
+        clock: schedule_core::adapters::clock::ManualClock::new(now),
+        settings: ScanSettings::default(),
+    };
+    let metrics = Metrics::new("scan");
+    let failure = daily_scanner_v2::handle(&scanner, &json!({}), None, &metrics)
+        .await
+        .unwrap_err();
+    let daily_scanner_v2::ScanFailure::Incomplete(report) = failure else {
+        panic!("{failure}")
+    };
+    assert_eq!(
+        (
+            report.created,
+            report.write_errors,
+            report.invalid_definitions
+        ),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(metrics.get(Metric::WriteErrors), 1);
+    assert_eq!(memory.scan_horizon().await.unwrap(), None);
 }
