@@ -28,8 +28,11 @@ fn ids(device: &str) -> (TenantId, DeviceId) {
     )
 }
 
+/// Only a 404 or an explicit status other than ACTIVE says a device is inactive; every
+/// other answer (401, 403, 400, 429, 5xx, a timeout, a body that is not JSON or has no
+/// status) means the registry could not say, and is an error: retried, never cached.
 #[tokio::test]
-async fn answers_map_to_valid_invalid_or_a_retryable_error() {
+async fn only_a_404_or_a_non_active_status_is_invalid_and_other_answers_are_errors() {
     let cases = [
         (
             ResponseTemplate::new(200).set_body_json(serde_json::json!({"status": "ACTIVE"})),
@@ -40,10 +43,21 @@ async fn answers_map_to_valid_invalid_or_a_retryable_error() {
             Some(Validation::Invalid),
         ),
         (ResponseTemplate::new(404), Some(Validation::Invalid)),
-        (ResponseTemplate::new(403), Some(Validation::Invalid)),
+        (ResponseTemplate::new(401), None),
+        (ResponseTemplate::new(403), None),
+        (ResponseTemplate::new(400), None),
         (ResponseTemplate::new(503), None),
+        (ResponseTemplate::new(500), None),
         (ResponseTemplate::new(429), None),
         (ResponseTemplate::new(200).set_body_string("<html>"), None),
+        (
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"state": "ACTIVE"})),
+            None,
+        ),
+        (
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"status": 1})),
+            None,
+        ),
         (
             ResponseTemplate::new(200).set_delay(Duration::from_millis(800)),
             None,
@@ -53,12 +67,15 @@ async fn answers_map_to_valid_invalid_or_a_retryable_error() {
         let server = registry("dev-1", response).await;
         let validator =
             HttpDeviceValidator::new(&server.uri(), Duration::from_millis(300)).unwrap();
+        let cached = CachedValidator::new(validator, CacheSettings::default());
         let (t, d) = ids("dev-1");
-        match (validator.validate(&t, &d).await, want) {
+        match (cached.validate(&t, &d).await, want) {
             (Ok(got), Some(want)) => assert_eq!(got, want, "case {i}"),
             (Err(e), None) => {
-                assert!(e.is_retryable());
+                assert!(e.is_retryable(), "case {i}");
                 assert!(e.to_string().contains("acme/dev-1"), "case {i}: {e}");
+                assert!(cached.validate(&t, &d).await.is_err(), "case {i}");
+                assert_eq!(cached.counts(), (0, 2), "case {i}: an error is not cached");
             }
             (got, want) => panic!("case {i}: got {got:?}, want {want:?}"),
         }

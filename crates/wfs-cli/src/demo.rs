@@ -205,14 +205,14 @@ pub async fn run(options: Options) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     println!(
-        "scan {} .. {}: {} definitions ({} rejected, {} disabled) -> {} occurrences, {} skipped (inactive device)",
+        "scan {} .. {}: {} definitions ({} rejected, {} disabled) -> {} occurrences, {} for an inactive device (skipped when due)",
         scan.from,
         scan.to,
         scan.definitions + rejected,
         rejected,
         scan.disabled,
         scan.created,
-        scan.skipped_invalid_device
+        scan.invalid_device
     );
     println!();
     println!(

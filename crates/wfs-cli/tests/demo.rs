@@ -25,7 +25,10 @@ fn the_sample_demo_fires_steps_on_time_and_summarizes() {
         stdout.contains("definition #10 rejected: invalid schedule.timezone \"Asia/Hanoi_City\""),
         "{stdout}"
     );
-    assert!(stdout.contains("1 skipped (inactive device)"), "{stdout}");
+    assert!(
+        stdout.contains("1 for an inactive device (skipped when due)"),
+        "{stdout}"
+    );
     let fired: Vec<_> = stdout.lines().filter(|l| l.contains(" ms  {")).collect();
     let times = |step: &str| {
         fired

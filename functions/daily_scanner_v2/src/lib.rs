@@ -1,13 +1,15 @@
-//! `daily_scanner_v2`: the Lambda edge of the daily scan. The event is either the daily
-//! EventBridge schedule (any payload without a range) or a backfill request:
-//! `{"from": "2026-11-26T00:00:00Z", "to": "2026-11-27T00:00:00Z", "tenant_id": "acme"}`.
+//! `daily_scanner_v2`: the Lambda edge of the scan. The event is a scheduled run — the
+//! hourly `{"mode": "incremental"}` (from the recorded horizon: only what is new) or the
+//! daily `{}` / `{"mode": "full"}` (from the earlier of the horizon and now) — or a backfill
+//! request: `{"from": "2026-11-26T00:00:00Z", "to": "2026-11-27T00:00:00Z", "tenant_id": "acme"}`.
+//! Any other payload without a range (an EventBridge event) is a full run.
 
 use chrono::{DateTime, Utc};
 use schedule_core::adapters::clock::SystemClock;
 use schedule_core::adapters::dynamo::{DynamoDefinitionSource, DynamoScheduleStore};
 use schedule_core::adapters::http_validator::RegistryValidator;
 use schedule_core::app::AppError;
-use schedule_core::app::scan::{ScanReport, ScanRequest, ScanSettings, Scanner};
+use schedule_core::app::scan::{ScanKind, ScanReport, ScanRequest, ScanSettings, Scanner};
 use schedule_core::config::ScannerConfig;
 use schedule_core::error::ConfigError;
 use schedule_core::metrics::{Metric, Metrics};
@@ -60,10 +62,12 @@ pub fn build(
     })
 }
 
-/// Reads the event: a range means backfill, anything else the daily run from now.
+/// Reads the event: a range means backfill; anything else a scheduled run, full unless
+/// `"mode": "incremental"`, placed after the recorded `horizon` (see `app::scan`).
 pub fn request_from_event(
     event: &Value,
     now: Timestamp,
+    horizon: Option<Timestamp>,
     settings: &ScanSettings,
 ) -> Result<ScanRequest, ScanFailure> {
     let field = |name: &'static str| -> Result<Option<&str>, ScanFailure> {
@@ -93,8 +97,22 @@ pub fn request_from_event(
             })
         })
         .transpose()?;
+    let mode = field("mode")?;
     match (field("from")?, field("to")?) {
-        (None, None) if tenant.is_none() => Ok(ScanRequest::daily(now, settings)),
+        (None, None) if tenant.is_none() => match mode {
+            None | Some("full") => Ok(ScanRequest::full(now, horizon, settings)),
+            Some("incremental") => Ok(ScanRequest::incremental(now, horizon, settings)),
+            Some(other) => Err(ScanFailure::BadEvent {
+                field: "mode",
+                value: format!("{other:?}"),
+                reason: "expected \"full\" or \"incremental\"".into(),
+            }),
+        },
+        (Some(_), Some(_)) if mode.is_some() => Err(ScanFailure::BadEvent {
+            field: "mode",
+            value: format!("{:?}", mode.unwrap_or_default()),
+            reason: "a backfill (from, to) has no mode".into(),
+        }),
         (Some(from), Some(to)) => Ok(ScanRequest::backfill(
             time("from", from)?,
             time("to", to)?,
@@ -132,14 +150,17 @@ where
     V: DeviceValidator,
     C: Clock,
 {
+    let horizon = scanner
+        .recorded_horizon(deadline)
+        .await
+        .map_err(AppError::from)?;
     let now = Timestamp::from_datetime(scanner.clock.now());
-    let request = request_from_event(event, now, &scanner.settings)?;
-    let daily = request == ScanRequest::daily(now, &scanner.settings);
+    let request = request_from_event(event, now, horizon, &scanner.settings)?;
     let report = scanner.run(&request, deadline, metrics).await?;
     if report.is_complete() {
         // The heartbeat the "scanner did not run" alarm waits for; a backfill does not
-        // stand in for a missing daily scan.
-        if daily {
+        // stand in for a missing scheduled scan.
+        if request.kind != ScanKind::Backfill {
             metrics.incr(Metric::DailyScanCompleted);
         }
         Ok(report)
@@ -162,15 +183,21 @@ mod tests {
     fn the_sample_events_read_as_a_daily_run_and_a_backfill() {
         let now = Timestamp::parse("2026-11-26T00:00:03Z").unwrap();
         let settings = ScanSettings::default();
-        let daily = request_from_event(&event("daily_scanner_v2.json"), now, &settings).unwrap();
+        let daily =
+            request_from_event(&event("daily_scanner_v2.json"), now, None, &settings).unwrap();
         assert_eq!((daily.window.from, daily.tenant), (now, None));
         assert_eq!(
             daily.window.to.to_string(),
             "2026-11-27T01:00:03Z",
             "24 h plus the 1 h overlap"
         );
-        let backfill =
-            request_from_event(&event("daily_scanner_v2_backfill.json"), now, &settings).unwrap();
+        let backfill = request_from_event(
+            &event("daily_scanner_v2_backfill.json"),
+            now,
+            None,
+            &settings,
+        )
+        .unwrap();
         assert_eq!(backfill.window.from.to_string(), "2026-11-26T00:00:00Z");
         assert_eq!(backfill.tenant.unwrap().as_str(), "acme");
     }
@@ -206,6 +233,25 @@ mod tests {
     }
 
     #[test]
+    fn a_scheduled_event_picks_its_mode_and_starts_after_the_horizon() {
+        let now = Timestamp::parse("2026-11-26T10:00:00Z").unwrap();
+        let horizon = Timestamp::parse("2026-11-27T10:00:00Z").ok();
+        let settings = ScanSettings::default();
+        let full = request_from_event(&json!({}), now, horizon, &settings).unwrap();
+        assert_eq!((full.kind, full.window.from), (ScanKind::Full, now));
+        let also_full =
+            request_from_event(&json!({"mode": "full"}), now, horizon, &settings).unwrap();
+        assert_eq!(also_full, full);
+        let incremental =
+            request_from_event(&json!({"mode": "incremental"}), now, horizon, &settings).unwrap();
+        assert_eq!(
+            (incremental.kind, Some(incremental.window.from)),
+            (ScanKind::Incremental, horizon)
+        );
+        assert_eq!(incremental.window.to, full.window.to);
+    }
+
+    #[test]
     fn bad_events_name_the_field_and_value() {
         let now = Timestamp::parse("2026-11-26T00:00:00Z").unwrap();
         let settings = ScanSettings::default();
@@ -225,21 +271,36 @@ mod tests {
             (json!({"from": 5, "to": "x"}), "from", "5"),
         ];
         for (event, field, value) in cases {
-            let err = request_from_event(&event, now, &settings)
+            let err = request_from_event(&event, now, None, &settings)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(field) && err.contains(value), "{event}: {err}");
         }
+        for (event, value) in [
+            (json!({"mode": "hourly"}), "\"hourly\""),
+            (
+                json!({"mode": "full", "from": "2026-11-26T00:00:00Z", "to": "2026-11-27T00:00:00Z"}),
+                "\"full\"",
+            ),
+        ] {
+            let err = request_from_event(&event, now, None, &settings)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("mode") && err.contains(value),
+                "{event}: {err}"
+            );
+        }
         let reversed = json!({"from": "2026-11-27T00:00:00Z", "to": "2026-11-26T00:00:00Z"});
         assert!(
-            request_from_event(&reversed, now, &settings)
+            request_from_event(&reversed, now, None, &settings)
                 .unwrap_err()
                 .to_string()
                 .contains("before")
         );
         let too_long = json!({"from": "2026-01-01T00:00:00Z", "to": "2026-11-26T00:00:00Z"});
         assert!(
-            request_from_event(&too_long, now, &settings)
+            request_from_event(&too_long, now, None, &settings)
                 .unwrap_err()
                 .to_string()
                 .contains("31 days")

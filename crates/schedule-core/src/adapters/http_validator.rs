@@ -1,6 +1,9 @@
 //! Device validation over HTTP: `GET {base}/tenants/{tenant}/devices/{device}`.
-//! 200 with `"status":"ACTIVE"` → VALID; 404 or any other status → INVALID; a timeout,
-//! a transport error or a 5xx → a retryable error (never cached).
+//! 200 with `"status":"ACTIVE"` → VALID; 404, or 200 with an explicit other status
+//! (`"SUSPENDED"`) → INVALID. Everything else means the registry could not say, and is an
+//! error (retried by the caller, never cached): a timeout or transport error, 429, any 5xx,
+//! and also 400/401/403 and other answers — a misconfigured URL or credential must not read
+//! as "every device is inactive" — and a 200 whose body is not JSON or carries no status.
 
 use std::time::Duration;
 
@@ -47,22 +50,26 @@ impl DeviceValidator for HttpDeviceValidator {
             .await
             .map_err(|e| fail(e.to_string()))?;
         let status = resp.status();
-        if status.as_u16() == 404 {
+        if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(Validation::Invalid);
-        }
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Err(fail(format!("HTTP {status} from {url}")));
         }
         if !status.is_success() {
-            return Ok(Validation::Invalid);
+            return Err(fail(format!("HTTP {status} from {url}")));
         }
         let body = resp.bytes().await.map_err(|e| fail(e.to_string()))?;
         let json: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| fail(format!("unreadable body from {url}: {e}")))?;
-        Ok(match json.get("status").and_then(|s| s.as_str()) {
-            Some("ACTIVE") => Validation::Valid,
-            _ => Validation::Invalid,
-        })
+        match json.get("status").and_then(|s| s.as_str()) {
+            Some("ACTIVE") => Ok(Validation::Valid),
+            Some(_) => Ok(Validation::Invalid),
+            None => Err(fail(format!(
+                "body from {url} has no string field \"status\": {}",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ))),
+        }
     }
 }
 

@@ -765,6 +765,11 @@ impl InMemoryDeviceRegistry {
         lock(&self.inactive).insert((tenant.to_string(), device.to_string()));
     }
 
+    /// Makes a deactivated device active again.
+    pub fn activate(&self, tenant: &TenantId, device: &crate::model::DeviceId) {
+        lock(&self.inactive).remove(&(tenant.to_string(), device.to_string()));
+    }
+
     /// While set, every call fails as a registry outage would.
     pub fn set_unavailable(&self, down: bool) {
         self.unavailable

@@ -139,6 +139,11 @@ impl Deadline {
     pub(crate) fn near(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
         self.stop_at.is_some_and(|s| now >= s)
     }
+
+    /// When new work must stop (`None`: no deadline).
+    pub(crate) fn stop_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.stop_at
+    }
 }
 
 #[cfg(test)]

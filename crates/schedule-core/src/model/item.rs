@@ -139,20 +139,12 @@ impl ScheduleItem {
         }
     }
 
-    /// The item with its device's pre-validation applied: an invalid device makes it
-    /// SKIPPED (out of the index, with the reason); `None` (the registry could not say)
-    /// leaves it for the executor to validate.
+    /// The item with its device's scan-time validation recorded (`None`: the registry
+    /// could not say). The status stays PENDING either way: whether a step on an inactive
+    /// device is SKIPPED is decided at its due time, when the executor asks again — a
+    /// device activated in between must not lose its day.
     pub fn with_device_validation(mut self, validation: Option<Validation>) -> Self {
-        match validation {
-            Some(Validation::Invalid) => {
-                self.status = Status::Skipped;
-                self.status_shard = None;
-                self.validation_result = Some(Validation::Invalid);
-                self.last_error = Some("device is not active in the registry".to_owned());
-            }
-            Some(Validation::Valid) => self.validation_result = Some(Validation::Valid),
-            None => {}
-        }
+        self.validation_result = validation;
         self
     }
 
@@ -300,6 +292,17 @@ mod tests {
         assert_eq!(item.definition_version, 2);
         assert_eq!(item.execution_id(), ExecutionId::of(&item.key));
         assert_eq!(item.execution_id().as_str().len(), 36);
+    }
+
+    #[test]
+    fn scan_time_validation_is_recorded_and_leaves_the_item_pending() {
+        let at = Timestamp::parse("2026-11-26T10:30:00Z").unwrap();
+        for v in [None, Some(Validation::Valid), Some(Validation::Invalid)] {
+            let item = ScheduleItem::pending(&def(), at, at, Duration::from_secs(60), 16)
+                .with_device_validation(v);
+            assert_eq!((item.status, item.validation_result), (Status::Pending, v));
+            assert!(item.status_shard.is_some() && item.last_error.is_none());
+        }
     }
 
     #[test]
