@@ -372,7 +372,7 @@ impl ScheduleStore for DynamoScheduleStore {
             Ok(o) => o.attributes,
             Err(e) => {
                 // A failed condition is the "leave it alone" case; other errors propagate.
-                conditional_write::<(), _, _>("UpdateItem", Err(e))?;
+                conditional_write::<(), _>("UpdateItem", Err(e))?;
                 return Ok(Materialized::Unchanged);
             }
         };
