@@ -14,6 +14,7 @@ mod contract;
 mod dynamo_batch_get;
 mod flow_memory;
 mod registry;
+mod retry_layer;
 mod safety_net_emulator;
 mod safety_net_memory;
 mod sync_emulator;

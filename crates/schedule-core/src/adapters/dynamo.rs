@@ -3,21 +3,20 @@
 //! checks the two agree through [`crate::limits`]).
 
 use std::collections::HashMap;
-
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, KeysAndAttributes, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
     StreamSpecification, StreamViewType,
 };
-use backon::RetryableWithContext;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Number, Value};
 
 use super::aws_error::{conditional_write, store_error};
+use crate::adapters::clock::SystemClock;
 use crate::error::StoreError;
 use crate::limits::{DYNAMO_MAX_BATCH_GET, STATUS_INDEX_NAME, attr};
 use crate::model::scan_state::{COVERED_TO_ATTR, scan_horizon_key};
@@ -25,11 +24,12 @@ use crate::model::{
     Definition, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId,
     TenantId, Timestamp, Validation, WorkflowId, shard_of,
 };
+use crate::ports::Clock;
 use crate::ports::{
     Cursor, DefinitionKey, DefinitionSource, DueEntry, FetchedDefinitions, InvalidDefinition,
     Materialized, Page, ScannedDefinition, ScheduleStore,
 };
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, retrying};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -614,10 +614,20 @@ fn decode_cursor(c: &Cursor) -> Result<Item, StoreError> {
 }
 
 /// The definitions table in DynamoDB.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DynamoDefinitionSource {
     client: Client,
     table: String,
+    /// What the waits between retries of a batched read wait on.
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for DynamoDefinitionSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoDefinitionSource")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DynamoDefinitionSource {
@@ -625,7 +635,13 @@ impl DynamoDefinitionSource {
         Self {
             client,
             table: table.into(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same source waiting between retries on `clock` (a simulation's virtual clock).
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
     }
 
     pub fn table(&self) -> &str {
@@ -647,21 +663,36 @@ struct BatchGet {
 }
 
 impl DynamoDefinitionSource {
-    /// Reads up to [`DYNAMO_MAX_BATCH_GET`] keys, asking again (with backoff) for the keys
-    /// DynamoDB left unprocessed until none is left or the retries run out.
+    /// Reads up to [`DYNAMO_MAX_BATCH_GET`] keys, asking again (through [`retrying`]) for
+    /// the keys DynamoDB left unprocessed until none is left or the attempts run out.
     async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
-        let attempt = |mut state: BatchGet| async move {
-            let result = self.batch_get_once(&mut state).await;
-            (state, result)
-        };
-        let (state, result) = attempt
-            .retry(BATCH_GET_RETRY)
-            .when(StoreError::is_retryable)
-            .context(BatchGet {
-                pending: keys,
-                found: Vec::new(),
-            })
-            .await;
+        // Jitter seeded by the first key: requests throttled together spread out.
+        let seed_key = keys
+            .first()
+            .and_then(|k| k.get(attr::SK))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
+        let state = Mutex::new(BatchGet {
+            pending: keys,
+            found: Vec::new(),
+        });
+        let shared = &state;
+        let result = retrying(
+            BATCH_GET_RETRY,
+            &seed_key,
+            &*self.clock,
+            None,
+            move || async move {
+                let mut now =
+                    std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner()));
+                let result = self.batch_get_once(&mut now).await;
+                *shared.lock().unwrap_or_else(|p| p.into_inner()) = now;
+                result
+            },
+        )
+        .await;
+        let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
         result.map(|()| state.found)
     }
 
@@ -680,11 +711,6 @@ impl DynamoDefinitionSource {
             .client
             .batch_get_item()
             .request_items(&self.table, request)
-            .customize()
-            // The one retry layer is ours (above): it re-asks only the unprocessed keys.
-            .config_override(
-                aws_sdk_dynamodb::config::Builder::default().retry_config(RetryConfig::disabled()),
-            )
             .send()
             .await
             .map_err(|e| store_error("BatchGetItem", e))?;
