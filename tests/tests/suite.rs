@@ -11,6 +11,7 @@
 
 mod chaos_memory;
 mod contract;
+mod data_integrity;
 mod dynamo_batch_get;
 mod flow_memory;
 mod registry;

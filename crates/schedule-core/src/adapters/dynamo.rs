@@ -590,27 +590,23 @@ impl ScheduleStore for DynamoScheduleStore {
     }
 }
 
-/// A `LastEvaluatedKey` made of string attributes, as a cursor: `name=value` lines.
+/// A `LastEvaluatedKey` as a cursor: the JSON object of its string attributes, so any
+/// value survives (a key written by another writer may hold a newline or `=`).
 fn encode_cursor(key: &Item) -> Cursor {
-    let mut parts: Vec<String> = key
+    let parts: std::collections::BTreeMap<&str, &str> = key
         .iter()
-        .filter_map(|(k, v)| v.as_s().ok().map(|v| format!("{k}={v}")))
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str())))
         .collect();
-    parts.sort();
-    Cursor(parts.join("\n"))
+    Cursor(serde_json::to_string(&parts).unwrap_or_default())
 }
 
 fn decode_cursor(c: &Cursor) -> Result<Item, StoreError> {
-    c.0.lines()
-        .map(|line| {
-            line.split_once('=')
-                .map(|(k, v)| (k.to_owned(), s(v)))
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: c.0.clone(),
-                    reason: "not a cursor of this table".to_owned(),
-                })
-        })
-        .collect()
+    let parts: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&c.0).map_err(|e| StoreError::Corrupt {
+            key: c.0.clone(),
+            reason: format!("not a cursor of this table: {e}"),
+        })?;
+    Ok(parts.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
 /// The definitions table in DynamoDB.
@@ -732,18 +728,27 @@ impl DynamoDefinitionSource {
     }
 }
 
+/// A definitions row: the whole item as JSON (its `PK`/`SK` included, which must be the
+/// key its ids derive), validated; anything wrong is named with the row's key.
 fn definition_from_av(item: &Item) -> ScannedDefinition {
     let r = Reader::new(item);
-    let invalid = |field: &str, reason: String| InvalidDefinition {
+    let invalid = |field: &str, value: String, reason: String| InvalidDefinition {
         key: r.key.clone(),
         error: crate::model::DefinitionError {
             field: field.to_owned(),
-            value: "<item>".to_owned(),
+            value,
             reason,
         },
     };
-    let json = av_map_to_json(item).map_err(|e| invalid("definition", e))?;
-    Definition::from_json(&Value::Object(json)).map_err(|error| InvalidDefinition {
+    let json = av_map_to_json(item).map_err(|e| invalid("definition", "<item>".to_owned(), e))?;
+    let (Ok(pk), Ok(sk)) = (r.s(attr::PK), r.s(attr::SK)) else {
+        return Err(invalid(
+            "PK",
+            format!("{:?}", item.get(attr::PK)),
+            "the row's key is not a pair of strings".to_owned(),
+        ));
+    };
+    Definition::from_row(pk, sk, &Value::Object(json)).map_err(|error| InvalidDefinition {
         key: r.key.clone(),
         error,
     })
@@ -898,9 +903,9 @@ pub fn av_to_json(v: &AttributeValue) -> Result<Value, String> {
     })
 }
 
+/// Every attribute of a map, at any depth (a payload may well have its own `PK`).
 pub fn av_map_to_json(m: &Item) -> Result<Map<String, Value>, String> {
     m.iter()
-        .filter(|(k, _)| k.as_str() != attr::PK && k.as_str() != attr::SK)
         .map(|(k, v)| {
             av_to_json(v)
                 .map(|j| (k.clone(), j))
@@ -909,17 +914,23 @@ pub fn av_map_to_json(m: &Item) -> Result<Map<String, Value>, String> {
         .collect()
 }
 
+/// A DynamoDB number as JSON, exactly: `Number` keeps the text (serde_json's
+/// `arbitrary_precision`), so the 38 digits DynamoDB keeps are not cut to an `f64`.
 fn number(raw: &str) -> Result<Number, String> {
-    if let Ok(i) = raw.parse::<i64>() {
-        return Ok(i.into());
-    }
-    if let Ok(u) = raw.parse::<u64>() {
-        return Ok(u.into());
-    }
-    raw.parse::<f64>()
-        .ok()
-        .and_then(Number::from_f64)
-        .ok_or_else(|| format!("number {raw:?} has no JSON form"))
+    let text = raw.trim();
+    // DynamoDB answers canonical numbers; one written as `+5` or `.5` is made JSON first.
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.strip_prefix('+').unwrap_or(text)),
+    };
+    let digits = if digits.starts_with('.') {
+        format!("0{digits}")
+    } else {
+        digits.to_owned()
+    };
+    format!("{sign}{digits}")
+        .parse::<Number>()
+        .map_err(|_| format!("number {raw:?} has no JSON form"))
 }
 
 type BuildError = aws_sdk_dynamodb::error::BuildError;
@@ -996,4 +1007,44 @@ pub async fn create_definitions_table(client: &Client, name: &str) -> Result<(),
         .await
         .map_err(|e| store_error("CreateTable", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_any_key() {
+        let key: Item = [
+            ("PK", "TENANT#a\nPK=b"),
+            ("SK", "TIME#x=y\n\nz"),
+            ("status_shard", "PENDING#01"),
+            ("scheduled_time", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), s(v)))
+        .collect();
+        assert_eq!(decode_cursor(&encode_cursor(&key)).unwrap(), key);
+        let err = decode_cursor(&Cursor("PK=a\nSK=b".to_owned())).unwrap_err();
+        assert!(err.to_string().contains("not a cursor"), "{err}");
+    }
+
+    #[test]
+    fn numbers_keep_every_digit_both_ways() {
+        for raw in [
+            "1234567890123456789012345",
+            "3.14159265358979323846264338327",
+            "-0.000000000000000000012345678901234567",
+            "99999999999999999999999999999999999999",
+            "1e+130",
+            "-7",
+        ] {
+            let json = av_to_json(&AttributeValue::N(raw.to_owned())).unwrap();
+            assert_eq!(json.to_string(), raw);
+            assert_eq!(json_to_av(&json), AttributeValue::N(raw.to_owned()));
+        }
+        assert_eq!(number("+5").unwrap().to_string(), "5");
+        assert_eq!(number("-.5").unwrap().to_string(), "-0.5");
+        assert!(number("five").is_err());
+    }
 }

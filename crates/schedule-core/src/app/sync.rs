@@ -74,12 +74,16 @@ impl Image {
         match Definition::from_json(value) {
             Ok(def) => Image::Valid(def),
             Err(error) => {
+                // The key the row lives under names it first: a row whose ids disagree
+                // with its key is that row's problem, never another tenant's.
                 let field = |name: &str| value.get(name).and_then(Value::as_str);
-                let tenant = field("tenant_id")
-                    .or_else(|| field("PK").and_then(|pk| pk.strip_prefix("TENANT#")))
+                let tenant = field("PK")
+                    .and_then(|pk| pk.strip_prefix("TENANT#"))
+                    .or_else(|| field("tenant_id"))
                     .and_then(|t| TenantId::parse(t).ok());
-                let step = field("device_workflow_step_id")
-                    .or_else(|| field("SK").and_then(|sk| sk.strip_prefix("STEP#")))
+                let step = field("SK")
+                    .and_then(|sk| sk.strip_prefix("STEP#"))
+                    .or_else(|| field("device_workflow_step_id"))
                     .and_then(|s| StepId::parse(s).ok());
                 let ids = tenant.zip(step);
                 let key = match (field("PK"), field("SK"), &ids) {
