@@ -256,3 +256,41 @@ fn a_forged_stream_image_is_invalid_under_its_own_key() {
         "the same check reads rows of every store"
     );
 }
+
+/// The daily scan reads a forged row as invalid: nothing lands in globex's partition (nor
+/// in initech's), and the row is counted as an invalid definition.
+#[tokio::test]
+async fn a_forged_row_materializes_into_no_tenants_partition() {
+    use schedule_core::app::scan::ScanRequest;
+    use schedule_core::embedded::{Embedded, EmbeddedSettings};
+    use schedule_core::model::ScheduleKey;
+
+    let now = Timestamp::parse("2026-11-26T00:00:00Z").unwrap();
+    let embedded = Embedded::new(now.as_datetime(), EmbeddedSettings::default());
+    let forged: Value = serde_json::from_str(
+        r#"{"tenant_id":"globex","device_workflow_step_id":"s1","workflow_id":"w1","device_id":"d1",
+            "enabled":true,"version":1,"schedule":{"type":"once","at":"2026-11-26T10:30:00Z"},"payload":{}}"#,
+    )
+    .unwrap();
+    embedded
+        .definitions
+        .put_raw("TENANT#initech", "STEP#s1", forged);
+    let report = embedded
+        .scan(&ScanRequest::daily(now, &embedded.scanner.settings))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.invalid_definitions, report.created),
+        (1, 0),
+        "{report:?}"
+    );
+    let at = Timestamp::parse("2026-11-26T10:30:00Z").unwrap();
+    let s1 = StepId::parse("s1").unwrap();
+    for tenant in ["globex", "initech"] {
+        let key = ScheduleKey::new(&TenantId::parse(tenant).unwrap(), at, &s1);
+        assert!(
+            embedded.memory_store.get(&key).await.unwrap().is_none(),
+            "an occurrence in {tenant}'s partition"
+        );
+    }
+}
