@@ -36,7 +36,11 @@ impl AwsWorld {
     /// `None` when no emulator is configured (see [`Emulator::from_env`]).
     pub async fn new(execution_visibility: Duration) -> Option<Self> {
         let emu = Emulator::from_env().await?;
-        let sdk = schedule_core::adapters::load_sdk_config().await;
+        let sdk = schedule_core::adapters::load_sdk_config(
+            &schedule_core::config::SdkSettings::from_env(&schedule_core::config::Env::process())
+                .unwrap(),
+        )
+        .await;
         let schedule_table = emu.schedule_table().await;
         let definitions_table = emu.definitions_table().await;
         let dlq = unique_name("execution-dlq");

@@ -163,7 +163,11 @@ impl Emulator {
             );
             return None;
         }
-        let config = schedule_core::adapters::load_sdk_config().await;
+        let config = schedule_core::adapters::load_sdk_config(
+            &schedule_core::config::SdkSettings::from_env(&schedule_core::config::Env::process())
+                .unwrap(),
+        )
+        .await;
         Some(Self {
             dynamo: aws_sdk_dynamodb::Client::new(&config),
             sqs: aws_sdk_sqs::Client::new(&config),

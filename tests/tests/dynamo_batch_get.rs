@@ -19,16 +19,18 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 const TABLE: &str = "definitions";
 const TARGET: &str = "DynamoDB_20120810.BatchGetItem";
 
-fn client(server: &MockServer) -> aws_sdk_dynamodb::Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version_latest()
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+async fn client(server: &MockServer) -> aws_sdk_dynamodb::Client {
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "test",
         ))
-        .endpoint_url(server.uri())
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
+        .endpoint_url(server.uri());
+    let settings = schedule_core::config::SdkSettings::default();
+    let sdk = schedule_core::adapters::sdk_settings(loader, &settings)
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&sdk)
 }
 
 fn keys(n: usize) -> Vec<DefinitionKey> {
@@ -122,7 +124,7 @@ async fn unprocessed_keys_are_asked_again_and_only_they() {
         _ => answer(asked, &[]),
     })
     .await;
-    let source = DynamoDefinitionSource::new(client(&server), TABLE);
+    let source = DynamoDefinitionSource::new(client(&server).await, TABLE);
     let wanted = keys(20);
     let got = source.get_many(&wanted).await.unwrap();
 
@@ -147,7 +149,7 @@ async fn unprocessed_keys_are_asked_again_and_only_they() {
 #[tokio::test]
 async fn keys_are_split_into_requests_of_at_most_one_hundred() {
     let server = serve(|_, asked| answer(asked, &[])).await;
-    let source = DynamoDefinitionSource::new(client(&server), TABLE);
+    let source = DynamoDefinitionSource::new(client(&server).await, TABLE);
     let mut wanted = keys(230);
     wanted.push(wanted[7].clone());
     let got = source.get_many(&wanted).await.unwrap();
@@ -189,7 +191,7 @@ async fn a_throttled_request_is_retried() {
         _ => answer(asked, &[]),
     })
     .await;
-    let source = DynamoDefinitionSource::new(client(&server), TABLE);
+    let source = DynamoDefinitionSource::new(client(&server).await, TABLE);
     let got = source.get_many(&keys(5)).await.unwrap();
     assert_eq!(got.len(), 5);
     assert_eq!(requests(&server).await.len(), 2);
@@ -198,7 +200,7 @@ async fn a_throttled_request_is_retried() {
 #[tokio::test]
 async fn retries_are_the_helpers_alone_not_the_sdks_on_top() {
     let server = serve(|_, _| throttled()).await;
-    let source = DynamoDefinitionSource::new(client(&server), TABLE);
+    let source = DynamoDefinitionSource::new(client(&server).await, TABLE);
     let err = source.get_many(&keys(5)).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert!(
@@ -213,7 +215,7 @@ async fn retries_are_the_helpers_alone_not_the_sdks_on_top() {
 #[tokio::test]
 async fn keys_left_unprocessed_on_every_attempt_end_in_a_retryable_error() {
     let server = serve(|_, asked| answer(&[], asked)).await;
-    let source = DynamoDefinitionSource::new(client(&server), TABLE);
+    let source = DynamoDefinitionSource::new(client(&server).await, TABLE);
     let err = source.get_many(&keys(4)).await.unwrap_err();
     assert!(
         matches!(

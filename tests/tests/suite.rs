@@ -11,9 +11,11 @@
 
 mod chaos_memory;
 mod contract;
+mod data_integrity;
 mod dynamo_batch_get;
 mod flow_memory;
 mod registry;
+mod retry_layer;
 mod safety_net_emulator;
 mod safety_net_memory;
 mod scan_reliability;

@@ -67,6 +67,62 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+/// How every AWS SDK client of a process talks to DynamoDB and SQS. The clients' own
+/// retries are off ([`crate::retry::retrying`] is the one retry layer), so these bound one
+/// attempt: a hung call is cut here, not by the Lambda timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SdkSettings {
+    /// Establishing a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// One call, from the first byte sent to the last byte read.
+    pub operation_timeout: Duration,
+    /// One attempt of a call (with the SDK's retries off, one call is one attempt; kept
+    /// separate so a future SDK default cannot add attempts without a bound).
+    pub attempt_timeout: Duration,
+}
+
+impl Default for SdkSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(3_000),
+            operation_timeout: Duration::from_millis(10_000),
+            attempt_timeout: Duration::from_millis(10_000),
+        }
+    }
+}
+
+impl SdkSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let ms = |d: Duration| d.as_millis() as u64;
+        let connect = env.number(
+            "AWS_CONNECT_TIMEOUT_MS",
+            ms(defaults.connect_timeout),
+            10..=60_000,
+        )?;
+        let operation = env.number(
+            "AWS_OPERATION_TIMEOUT_MS",
+            ms(defaults.operation_timeout),
+            100..=900_000,
+        )?;
+        let attempt = env.number("AWS_ATTEMPT_TIMEOUT_MS", operation, 100..=900_000)?;
+        if attempt > operation {
+            return Err(ConfigError::Invalid {
+                name: "AWS_ATTEMPT_TIMEOUT_MS",
+                value: attempt.to_string(),
+                reason: format!(
+                    "one attempt cannot outlast the whole call (AWS_OPERATION_TIMEOUT_MS is {operation})"
+                ),
+            });
+        }
+        Ok(Self {
+            connect_timeout: Duration::from_millis(connect),
+            operation_timeout: Duration::from_millis(operation),
+            attempt_timeout: Duration::from_millis(attempt),
+        })
+    }
+}
+
 /// Where occurrences live and how they are indexed and kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -127,6 +183,7 @@ impl ValidationConfig {
 #[derive(Debug, Clone)]
 pub struct ScannerConfig {
     pub store: StoreConfig,
+    pub sdk: SdkSettings,
     pub definitions_table: String,
     pub validation: ValidationConfig,
     pub scan: crate::app::scan::ScanSettings,
@@ -156,6 +213,7 @@ impl ScannerConfig {
         Ok(Self {
             definitions_table: env.required("DEFINITIONS_TABLE")?,
             validation: ValidationConfig::from_env(env)?,
+            sdk: SdkSettings::from_env(env)?,
             store,
             scan,
         })
@@ -166,6 +224,7 @@ impl ScannerConfig {
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     pub store: StoreConfig,
+    pub sdk: SdkSettings,
     pub execution_queue_url: String,
     /// Read once per run to check the due occurrences against their definitions.
     pub definitions_table: String,
@@ -193,6 +252,7 @@ impl SchedulerConfig {
         }
         Ok(Self {
             store: StoreConfig::from_env(env)?,
+            sdk: SdkSettings::from_env(env)?,
             execution_queue_url: env.required("EXECUTION_QUEUE_URL")?,
             definitions_table: env.required("DEFINITIONS_TABLE")?,
             schedule: crate::app::schedule::ScheduleSettings {
@@ -225,6 +285,7 @@ impl SchedulerConfig {
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
     pub store: StoreConfig,
+    pub sdk: SdkSettings,
     pub action_trigger_queue_url: String,
     pub validation: ValidationConfig,
     pub execute: crate::app::execute::ExecuteSettings,
@@ -241,6 +302,7 @@ impl ExecutorConfig {
         let defaults = crate::app::execute::ExecuteSettings::default();
         Ok(Self {
             store: StoreConfig::from_env(env)?,
+            sdk: SdkSettings::from_env(env)?,
             action_trigger_queue_url: env.required("ACTION_TRIGGER_QUEUE_URL")?,
             validation: ValidationConfig::from_env(env)?,
             execute: crate::app::execute::ExecuteSettings {
@@ -261,6 +323,7 @@ impl ExecutorConfig {
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
     pub store: StoreConfig,
+    pub sdk: SdkSettings,
     pub definitions_table: String,
     pub sync: crate::app::sync::SyncSettings,
 }
@@ -282,6 +345,7 @@ impl SyncConfig {
         };
         Ok(Self {
             definitions_table: env.required("DEFINITIONS_TABLE")?,
+            sdk: SdkSettings::from_env(env)?,
             store,
             sync,
         })
@@ -418,6 +482,51 @@ mod tests {
             err.to_string().contains("SCAN_CATCH_UP") && err.to_string().contains("a day"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sdk_timeouts_default_and_name_a_bad_value() {
+        assert_eq!(
+            SdkSettings::from_env(&env(&[])).unwrap(),
+            SdkSettings::default()
+        );
+        let set = SdkSettings::from_env(&env(&[
+            ("AWS_CONNECT_TIMEOUT_MS", "250"),
+            ("AWS_OPERATION_TIMEOUT_MS", "4000"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                set.connect_timeout,
+                set.operation_timeout,
+                set.attempt_timeout
+            ),
+            (
+                Duration::from_millis(250),
+                Duration::from_secs(4),
+                Duration::from_secs(4)
+            ),
+            "an attempt defaults to the whole call"
+        );
+        let err = SdkSettings::from_env(&env(&[("AWS_OPERATION_TIMEOUT_MS", "soon")])).unwrap_err();
+        assert!(
+            err.to_string().contains("AWS_OPERATION_TIMEOUT_MS")
+                && err.to_string().contains("soon"),
+            "{err}"
+        );
+        let err = SdkSettings::from_env(&env(&[
+            ("AWS_OPERATION_TIMEOUT_MS", "1000"),
+            ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("AWS_ATTEMPT_TIMEOUT_MS"), "{err}");
+        let ok = ExecutorConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("ACTION_TRIGGER_QUEUE_URL", "q"),
+            ("AWS_CONNECT_TIMEOUT_MS", "500"),
+        ]))
+        .unwrap();
+        assert_eq!(ok.sdk.connect_timeout, Duration::from_millis(500));
     }
 
     #[test]

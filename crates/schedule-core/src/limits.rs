@@ -13,6 +13,14 @@ pub const SQS_MAX_DELAY_SECONDS: u32 = 900;
 pub const SQS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// A DynamoDB item is at most 400 KB.
 pub const DYNAMO_MAX_ITEM_BYTES: usize = 400 * 1000;
+/// DynamoDB nests maps and lists at most 32 levels deep (a top-level attribute is level 1).
+pub const DYNAMO_MAX_DEPTH: usize = 32;
+/// Room kept below [`DYNAMO_MAX_ITEM_BYTES`] when a row's size is estimated from its JSON:
+/// the key attributes, and the bookkeeping attributes a schedule item adds to a payload.
+pub const DYNAMO_ITEM_MARGIN_BYTES: usize = 16 * 1000;
+/// The largest definitions row accepted, as the JSON of the definition (an upper bound of
+/// DynamoDB's own size of the item: JSON spends more on quotes and punctuation).
+pub const MAX_DEFINITION_ITEM_BYTES: usize = DYNAMO_MAX_ITEM_BYTES - DYNAMO_ITEM_MARGIN_BYTES;
 /// `BatchWriteItem` takes at most 25 requests — and cannot carry a condition, so this
 /// project never uses it for schedule items (an overwrite could reset a status).
 pub const DYNAMO_MAX_BATCH_WRITE: usize = 25;

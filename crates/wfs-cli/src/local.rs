@@ -7,11 +7,18 @@ use schedule_core::adapters::dynamo::{
     DynamoDefinitionSource, create_definitions_table, create_schedule_table,
 };
 use schedule_core::adapters::sqs::{QueueSpec, create_queue};
+use schedule_core::config::{Env, SdkSettings};
 use schedule_core::limits::{
     DLQ_RETENTION, EXECUTION_MAX_RECEIVE_COUNT, EXECUTION_VISIBILITY_TIMEOUT,
 };
 use schedule_core::model::Definition;
 use schedule_core::ports::DefinitionSource;
+
+/// The process's `SdkConfig`, with the timeouts the functions read (`AWS_*_TIMEOUT_MS`).
+async fn load_sdk() -> Result<schedule_core::adapters::SdkConfig, String> {
+    let settings = SdkSettings::from_env(&Env::process()).map_err(|e| e.to_string())?;
+    Ok(schedule_core::adapters::load_sdk_config(&settings).await)
+}
 
 /// `wfs setup-local [--prefix NAME]`: tables and queues on the emulator that
 /// `AWS_ENDPOINT_URL` names, then the variables the functions read, as `export` lines.
@@ -26,7 +33,7 @@ pub async fn setup(args: &[String]) -> Result<(), String> {
          (on AWS, deploy template.yaml with sam deploy)"
             .to_owned()
     })?;
-    let sdk = schedule_core::adapters::load_sdk_config().await;
+    let sdk = load_sdk().await?;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let (schedule, definitions) = (
@@ -99,7 +106,7 @@ pub async fn put_definitions(args: &[String]) -> Result<(), String> {
     let table = std::env::var("DEFINITIONS_TABLE")
         .map_err(|_| "DEFINITIONS_TABLE is not set".to_owned())?;
     let values = crate::demo::load(&std::path::PathBuf::from(file))?;
-    let sdk = schedule_core::adapters::load_sdk_config().await;
+    let sdk = load_sdk().await?;
     let source = DynamoDefinitionSource::new(aws_sdk_dynamodb::Client::new(&sdk), table);
     let (mut written, mut rejected) = (0, 0);
     for (i, value) in values.iter().enumerate() {

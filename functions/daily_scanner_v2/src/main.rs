@@ -10,7 +10,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     schedule_core::logging::init_lambda();
     let config = ScannerConfig::from_env(&Env::process())?;
-    let sdk = schedule_core::adapters::load_sdk_config().await;
+    let sdk = schedule_core::adapters::load_sdk_config(&config.sdk).await;
     let scanner = daily_scanner_v2::build(&config, &sdk)?;
     let metrics = Metrics::new("daily_scanner_v2");
 

@@ -9,7 +9,7 @@ use schedule_core::metrics::Metrics;
 async fn main() -> Result<(), Error> {
     schedule_core::logging::init_lambda();
     let config = SyncConfig::from_env(&Env::process())?;
-    let sdk = schedule_core::adapters::load_sdk_config().await;
+    let sdk = schedule_core::adapters::load_sdk_config(&config.sdk).await;
     let sync = definition_sync::build(&config, &sdk);
     let metrics = Metrics::new("definition_sync");
 

@@ -3,21 +3,20 @@
 //! checks the two agree through [`crate::limits`]).
 
 use std::collections::HashMap;
-
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, KeysAndAttributes, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
     StreamSpecification, StreamViewType,
 };
-use backon::RetryableWithContext;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Number, Value};
 
 use super::aws_error::{conditional_write, store_error};
+use crate::adapters::clock::SystemClock;
 use crate::error::StoreError;
 use crate::limits::{DYNAMO_MAX_BATCH_GET, STATUS_INDEX_NAME, attr};
 use crate::model::scan_state::{COVERED_TO_ATTR, MAX_STATUS_SHARDS_ATTR, scan_horizon_key};
@@ -25,11 +24,12 @@ use crate::model::{
     Definition, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId,
     TenantId, Timestamp, Validation, WorkflowId, shard_of,
 };
+use crate::ports::Clock;
 use crate::ports::{
     Cursor, DefinitionKey, DefinitionSource, DueEntry, FetchedDefinitions, InvalidDefinition,
     Materialized, Page, ScannedDefinition, ScheduleStore, Sweep,
 };
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, retrying};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -376,7 +376,7 @@ impl ScheduleStore for DynamoScheduleStore {
             Ok(o) => o.attributes,
             Err(e) => {
                 // A failed condition is the "leave it alone" case; other errors propagate.
-                conditional_write::<(), _, _>("UpdateItem", Err(e))?;
+                conditional_write::<(), _>("UpdateItem", Err(e))?;
                 return Ok(Materialized::Unchanged);
             }
         };
@@ -679,34 +679,40 @@ impl ScheduleStore for DynamoScheduleStore {
 /// Attribute counting the sweep's re-dispatches of one occurrence.
 const SWEEPS_ATTR: &str = "sweeps";
 
-/// A `LastEvaluatedKey` made of string attributes, as a cursor: `name=value` lines.
+/// A `LastEvaluatedKey` as a cursor: the JSON object of its string attributes, so any
+/// value survives (a key written by another writer may hold a newline or `=`).
 fn encode_cursor(key: &Item) -> Cursor {
-    let mut parts: Vec<String> = key
+    let parts: std::collections::BTreeMap<&str, &str> = key
         .iter()
-        .filter_map(|(k, v)| v.as_s().ok().map(|v| format!("{k}={v}")))
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str())))
         .collect();
-    parts.sort();
-    Cursor(parts.join("\n"))
+    Cursor(serde_json::to_string(&parts).unwrap_or_default())
 }
 
 fn decode_cursor(c: &Cursor) -> Result<Item, StoreError> {
-    c.0.lines()
-        .map(|line| {
-            line.split_once('=')
-                .map(|(k, v)| (k.to_owned(), s(v)))
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: c.0.clone(),
-                    reason: "not a cursor of this table".to_owned(),
-                })
-        })
-        .collect()
+    let parts: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&c.0).map_err(|e| StoreError::Corrupt {
+            key: c.0.clone(),
+            reason: format!("not a cursor of this table: {e}"),
+        })?;
+    Ok(parts.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
 /// The definitions table in DynamoDB.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DynamoDefinitionSource {
     client: Client,
     table: String,
+    /// What the waits between retries of a batched read wait on.
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for DynamoDefinitionSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoDefinitionSource")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DynamoDefinitionSource {
@@ -714,7 +720,13 @@ impl DynamoDefinitionSource {
         Self {
             client,
             table: table.into(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same source waiting between retries on `clock` (a simulation's virtual clock).
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
     }
 
     pub fn table(&self) -> &str {
@@ -736,21 +748,36 @@ struct BatchGet {
 }
 
 impl DynamoDefinitionSource {
-    /// Reads up to [`DYNAMO_MAX_BATCH_GET`] keys, asking again (with backoff) for the keys
-    /// DynamoDB left unprocessed until none is left or the retries run out.
+    /// Reads up to [`DYNAMO_MAX_BATCH_GET`] keys, asking again (through [`retrying`]) for
+    /// the keys DynamoDB left unprocessed until none is left or the attempts run out.
     async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
-        let attempt = |mut state: BatchGet| async move {
-            let result = self.batch_get_once(&mut state).await;
-            (state, result)
-        };
-        let (state, result) = attempt
-            .retry(BATCH_GET_RETRY)
-            .when(StoreError::is_retryable)
-            .context(BatchGet {
-                pending: keys,
-                found: Vec::new(),
-            })
-            .await;
+        // Jitter seeded by the first key: requests throttled together spread out.
+        let seed_key = keys
+            .first()
+            .and_then(|k| k.get(attr::SK))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
+        let state = Mutex::new(BatchGet {
+            pending: keys,
+            found: Vec::new(),
+        });
+        let shared = &state;
+        let result = retrying(
+            BATCH_GET_RETRY,
+            &seed_key,
+            &*self.clock,
+            None,
+            move || async move {
+                let mut now =
+                    std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner()));
+                let result = self.batch_get_once(&mut now).await;
+                *shared.lock().unwrap_or_else(|p| p.into_inner()) = now;
+                result
+            },
+        )
+        .await;
+        let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
         result.map(|()| state.found)
     }
 
@@ -769,11 +796,6 @@ impl DynamoDefinitionSource {
             .client
             .batch_get_item()
             .request_items(&self.table, request)
-            .customize()
-            // The one retry layer is ours (above): it re-asks only the unprocessed keys.
-            .config_override(
-                aws_sdk_dynamodb::config::Builder::default().retry_config(RetryConfig::disabled()),
-            )
             .send()
             .await
             .map_err(|e| store_error("BatchGetItem", e))?;
@@ -795,18 +817,27 @@ impl DynamoDefinitionSource {
     }
 }
 
+/// A definitions row: the whole item as JSON (its `PK`/`SK` included, which must be the
+/// key its ids derive), validated; anything wrong is named with the row's key.
 fn definition_from_av(item: &Item) -> ScannedDefinition {
     let r = Reader::new(item);
-    let invalid = |field: &str, reason: String| InvalidDefinition {
+    let invalid = |field: &str, value: String, reason: String| InvalidDefinition {
         key: r.key.clone(),
         error: crate::model::DefinitionError {
             field: field.to_owned(),
-            value: "<item>".to_owned(),
+            value,
             reason,
         },
     };
-    let json = av_map_to_json(item).map_err(|e| invalid("definition", e))?;
-    Definition::from_json(&Value::Object(json)).map_err(|error| InvalidDefinition {
+    let json = av_map_to_json(item).map_err(|e| invalid("definition", "<item>".to_owned(), e))?;
+    let (Ok(pk), Ok(sk)) = (r.s(attr::PK), r.s(attr::SK)) else {
+        return Err(invalid(
+            "PK",
+            format!("{:?}", item.get(attr::PK)),
+            "the row's key is not a pair of strings".to_owned(),
+        ));
+    };
+    Definition::from_row(pk, sk, &Value::Object(json)).map_err(|error| InvalidDefinition {
         key: r.key.clone(),
         error,
     })
@@ -961,9 +992,9 @@ pub fn av_to_json(v: &AttributeValue) -> Result<Value, String> {
     })
 }
 
+/// Every attribute of a map, at any depth (a payload may well have its own `PK`).
 pub fn av_map_to_json(m: &Item) -> Result<Map<String, Value>, String> {
     m.iter()
-        .filter(|(k, _)| k.as_str() != attr::PK && k.as_str() != attr::SK)
         .map(|(k, v)| {
             av_to_json(v)
                 .map(|j| (k.clone(), j))
@@ -972,17 +1003,23 @@ pub fn av_map_to_json(m: &Item) -> Result<Map<String, Value>, String> {
         .collect()
 }
 
+/// A DynamoDB number as JSON, exactly: `Number` keeps the text (serde_json's
+/// `arbitrary_precision`), so the 38 digits DynamoDB keeps are not cut to an `f64`.
 fn number(raw: &str) -> Result<Number, String> {
-    if let Ok(i) = raw.parse::<i64>() {
-        return Ok(i.into());
-    }
-    if let Ok(u) = raw.parse::<u64>() {
-        return Ok(u.into());
-    }
-    raw.parse::<f64>()
-        .ok()
-        .and_then(Number::from_f64)
-        .ok_or_else(|| format!("number {raw:?} has no JSON form"))
+    let text = raw.trim();
+    // DynamoDB answers canonical numbers; one written as `+5` or `.5` is made JSON first.
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.strip_prefix('+').unwrap_or(text)),
+    };
+    let digits = if digits.starts_with('.') {
+        format!("0{digits}")
+    } else {
+        digits.to_owned()
+    };
+    format!("{sign}{digits}")
+        .parse::<Number>()
+        .map_err(|_| format!("number {raw:?} has no JSON form"))
 }
 
 type BuildError = aws_sdk_dynamodb::error::BuildError;
@@ -1059,4 +1096,44 @@ pub async fn create_definitions_table(client: &Client, name: &str) -> Result<(),
         .await
         .map_err(|e| store_error("CreateTable", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_any_key() {
+        let key: Item = [
+            ("PK", "TENANT#a\nPK=b"),
+            ("SK", "TIME#x=y\n\nz"),
+            ("status_shard", "PENDING#01"),
+            ("scheduled_time", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), s(v)))
+        .collect();
+        assert_eq!(decode_cursor(&encode_cursor(&key)).unwrap(), key);
+        let err = decode_cursor(&Cursor("PK=a\nSK=b".to_owned())).unwrap_err();
+        assert!(err.to_string().contains("not a cursor"), "{err}");
+    }
+
+    #[test]
+    fn numbers_keep_every_digit_both_ways() {
+        for raw in [
+            "1234567890123456789012345",
+            "3.14159265358979323846264338327",
+            "-0.000000000000000000012345678901234567",
+            "99999999999999999999999999999999999999",
+            "1e+130",
+            "-7",
+        ] {
+            let json = av_to_json(&AttributeValue::N(raw.to_owned())).unwrap();
+            assert_eq!(json.to_string(), raw);
+            assert_eq!(json_to_av(&json), AttributeValue::N(raw.to_owned()));
+        }
+        assert_eq!(number("+5").unwrap().to_string(), "5");
+        assert_eq!(number("-.5").unwrap().to_string(), "-0.5");
+        assert!(number("five").is_err());
+    }
 }

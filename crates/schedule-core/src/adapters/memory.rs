@@ -401,7 +401,7 @@ impl InMemoryDefinitionSource {
 }
 
 fn scanned(key: &(String, String), value: &serde_json::Value) -> ScannedDefinition {
-    Definition::from_json(value).map_err(|error| InvalidDefinition {
+    Definition::from_row(&key.0, &key.1, value).map_err(|error| InvalidDefinition {
         key: format!("{}|{}", key.0, key.1),
         error,
     })

@@ -2,31 +2,55 @@
 //! action trigger queue, FIFO-aware), plus queue creation for emulators and local runs.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
 
 use super::aws_error::{is_transient, queue_error};
+use crate::adapters::clock::SystemClock;
 use crate::error::QueueError;
 use crate::limits::{SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES, SQS_MAX_RECEIVE};
 use crate::model::TriggerMessage;
+use crate::ports::Clock;
 use crate::ports::{ActionSink, DispatchQueue, OutgoingMessage, ReceivedMessage, SendReport};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, retrying};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Retries of the entries of a batch that failed for a retryable reason.
 const BATCH_RETRY: RetryPolicy =
     RetryPolicy::new(4, Duration::from_millis(50), Duration::from_secs(1), 0x5e9d);
 
+/// SQS long-polls for at most 20 s.
+const LONG_POLL_MAX: Duration = Duration::from_secs(20);
+/// Beyond the long poll, how long a receive may take before it is cut.
+const LONG_POLL_GRACE: Duration = Duration::from_secs(10);
+
 /// An SQS standard queue used as a work queue.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqsDispatchQueue {
     client: Client,
     url: String,
     retry: RetryPolicy,
+    /// What the waits between retries of a batch's failed entries wait on.
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SqsDispatchQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqsDispatchQueue")
+            .field("url", &self.url)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqsDispatchQueue {
@@ -35,7 +59,64 @@ impl SqsDispatchQueue {
             client,
             url: url.into(),
             retry: BATCH_RETRY,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same queue retrying failed entries by `policy` (attempts per batch of 10).
+    pub fn with_retry(self, policy: RetryPolicy) -> Self {
+        Self {
+            retry: policy,
+            ..self
+        }
+    }
+
+    /// The same queue waiting between retries on `clock` (a simulation's virtual clock).
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// Sends one chunk through [`retrying`]: each attempt sends the entries still
+    /// pending; entries that failed for a reason a retry cannot fix are reported at once,
+    /// the rest are attempted again until the policy runs out.
+    async fn send_chunk_retrying(&self, chunk: &[OutgoingMessage], report: &mut SendReport) {
+        let pending = Mutex::new(chunk.iter().collect::<Vec<&OutgoingMessage>>());
+        let outcome = Mutex::new(SendReport::default());
+        let (pending_ref, outcome_ref) = (&pending, &outcome);
+        // Jitter seeded by the chunk's first message: chunks throttled together spread out.
+        let key = chunk.first().map_or("", |m| m.id.as_str());
+        let result = retrying(self.retry, key, &*self.clock, None, move || async move {
+            let now = std::mem::take(&mut *lock(pending_ref));
+            let failures = self.send_chunk(&now).await;
+            let mut again = Vec::new();
+            let mut left = Vec::new();
+            {
+                let mut out = lock(outcome_ref);
+                for (i, m) in now.iter().enumerate() {
+                    match failures.iter().find(|(p, _, _)| *p == i) {
+                        None => out.sent.push(m.id.clone()),
+                        Some((_, false, why)) => out.failed.push((m.id.clone(), why.clone())),
+                        Some((_, true, why)) => {
+                            again.push(*m);
+                            left.push((m.id.clone(), why.clone()));
+                        }
+                    }
+                }
+            }
+            *lock(pending_ref) = again;
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(QueueError::PartialBatch { failed: left })
+            }
+        })
+        .await;
+        let mut out = outcome.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Err(QueueError::PartialBatch { failed }) = result {
+            out.failed.extend(failed);
+        }
+        report.sent.extend(out.sent);
+        report.failed.extend(out.failed);
     }
 
     /// Sends one chunk (≤ 10). Entry ids in the request are the chunk positions, because
@@ -84,7 +165,7 @@ impl SqsDispatchQueue {
                 .collect(),
             Err(e) => {
                 let retry = is_transient(&e);
-                let why = queue_error("SendMessageBatch", e).to_string();
+                let why = crate::error::chain(&queue_error("SendMessageBatch", e));
                 (0..chunk.len()).map(|i| (i, retry, why.clone())).collect()
             }
         }
@@ -115,37 +196,7 @@ impl DispatchQueue for SqsDispatchQueue {
         let mut report = SendReport::default();
         // 10 entries per SendMessageBatch (and 256 KiB in all; bodies here are small).
         for chunk in messages.chunks(SQS_MAX_BATCH) {
-            let mut pending: Vec<&OutgoingMessage> = chunk.iter().collect();
-            let mut waits = self.retry.delays();
-            loop {
-                let failures = self.send_chunk(&pending).await;
-                let failed_pos: Vec<usize> = failures.iter().map(|(p, _, _)| *p).collect();
-                for (i, m) in pending.iter().enumerate() {
-                    if !failed_pos.contains(&i) {
-                        report.sent.push(m.id.clone());
-                    }
-                }
-                let (retry, give_up): (Vec<_>, Vec<_>) =
-                    failures.into_iter().partition(|(_, r, _)| *r);
-                for (pos, _, why) in give_up {
-                    report.failed.push((pending[pos].id.clone(), why));
-                }
-                if retry.is_empty() {
-                    break;
-                }
-                match waits.next() {
-                    Some(wait) => {
-                        tokio::time::sleep(wait).await;
-                        pending = retry.iter().map(|(p, _, _)| pending[*p]).collect();
-                    }
-                    None => {
-                        for (pos, _, why) in retry {
-                            report.failed.push((pending[pos].id.clone(), why));
-                        }
-                        break;
-                    }
-                }
-            }
+            self.send_chunk_retrying(chunk, &mut report).await;
         }
         Ok(report)
     }
@@ -156,8 +207,19 @@ impl DispatchQueue for SqsDispatchQueue {
             .receive_message()
             .queue_url(&self.url)
             .max_number_of_messages((max as i32).clamp(1, SQS_MAX_RECEIVE))
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .wait_time_seconds(wait.min(LONG_POLL_MAX).as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .customize()
+            // A long poll legitimately holds the call for up to `wait`: the operation
+            // timeout of the client (which bounds a hung call) starts after it.
+            .config_override(
+                aws_sdk_sqs::config::Builder::default().timeout_config(
+                    TimeoutConfig::builder()
+                        .operation_timeout(wait.min(LONG_POLL_MAX) + LONG_POLL_GRACE)
+                        .operation_attempt_timeout(wait.min(LONG_POLL_MAX) + LONG_POLL_GRACE)
+                        .build(),
+                ),
+            )
             .send()
             .await
             .map_err(|e| queue_error("ReceiveMessage", e))?;

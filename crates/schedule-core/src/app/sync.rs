@@ -26,7 +26,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use backon::Retryable;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
@@ -40,7 +39,7 @@ use crate::model::{
 };
 use crate::ports::{Clock, DefinitionSource, Materialized, ScannedDefinition, ScheduleStore};
 use crate::recurrence::{Window, occurrences};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, retrying};
 
 /// What happened to the row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -75,12 +74,16 @@ impl Image {
         match Definition::from_json(value) {
             Ok(def) => Image::Valid(def),
             Err(error) => {
+                // The key the row lives under names it first: a row whose ids disagree
+                // with its key is that row's problem, never another tenant's.
                 let field = |name: &str| value.get(name).and_then(Value::as_str);
-                let tenant = field("tenant_id")
-                    .or_else(|| field("PK").and_then(|pk| pk.strip_prefix("TENANT#")))
+                let tenant = field("PK")
+                    .and_then(|pk| pk.strip_prefix("TENANT#"))
+                    .or_else(|| field("tenant_id"))
                     .and_then(|t| TenantId::parse(t).ok());
-                let step = field("device_workflow_step_id")
-                    .or_else(|| field("SK").and_then(|sk| sk.strip_prefix("STEP#")))
+                let step = field("SK")
+                    .and_then(|sk| sk.strip_prefix("STEP#"))
+                    .or_else(|| field("device_workflow_step_id"))
                     .and_then(|s| StepId::parse(s).ok());
                 let ids = tenant.zip(step);
                 let key = match (field("PK"), field("SK"), &ids) {
@@ -307,11 +310,15 @@ impl<S: ScheduleStore, D: DefinitionSource, C: Clock> DefinitionSync<S, D, C> {
     }
 
     async fn current(&self, tenant: &TenantId, step: &StepId) -> Result<Current, StoreError> {
-        let read = || self.definitions.get(tenant, step);
-        let found: Option<ScannedDefinition> = read
-            .retry(self.settings.retry)
-            .when(|e| e.is_retryable())
-            .await?;
+        let (pk, sk) = Definition::key_of(tenant, step);
+        let found: Option<ScannedDefinition> = retrying(
+            self.settings.retry,
+            &format!("{pk}|{sk}"),
+            &self.clock,
+            None,
+            || self.definitions.get(tenant, step),
+        )
+        .await?;
         Ok(match found {
             None => Current::Absent,
             Some(Ok(def)) => Current::Valid(Box::new(def)),
@@ -335,11 +342,14 @@ impl<S: ScheduleStore, D: DefinitionSource, C: Clock> DefinitionSync<S, D, C> {
     /// scan has recorded how far it reached (or that is already past).
     async fn horizon(&self) -> Result<Window, StoreError> {
         let now = Timestamp::from_datetime(self.clock.now());
-        let read = || self.store.scan_horizon();
-        let covered = read
-            .retry(self.settings.retry)
-            .when(|e| e.is_retryable())
-            .await?;
+        let covered = retrying(
+            self.settings.retry,
+            "scan-horizon",
+            &self.clock,
+            None,
+            || self.store.scan_horizon(),
+        )
+        .await?;
         let to = match covered {
             Some(to) if to > now => to,
             _ => end_of_next_utc_day(now),
@@ -430,11 +440,14 @@ impl<S: ScheduleStore, D: DefinitionSource, C: Clock> DefinitionSync<S, D, C> {
                     self.settings.retention,
                     self.settings.shards,
                 );
-                let write = || self.store.materialize(&item);
-                write
-                    .retry(self.settings.retry.seeded(at.epoch_seconds() as u64))
-                    .when(|e| e.is_retryable())
-                    .await
+                retrying(
+                    self.settings.retry,
+                    &item.key.to_string(),
+                    &self.clock,
+                    None,
+                    || self.store.materialize(&item),
+                )
+                .await
             })
             .buffered(self.settings.concurrency.max(1))
             .collect()
@@ -469,11 +482,14 @@ impl<S: ScheduleStore, D: DefinitionSource, C: Clock> DefinitionSync<S, D, C> {
     ) -> Result<(), StoreError> {
         let results: Vec<Result<bool, StoreError>> = futures::stream::iter(keys)
             .map(|key| async move {
-                let write = || self.store.cancel(key, version, reason);
-                write
-                    .retry(self.settings.retry)
-                    .when(|e| e.is_retryable())
-                    .await
+                retrying(
+                    self.settings.retry,
+                    &key.to_string(),
+                    &self.clock,
+                    None,
+                    || self.store.cancel(key, version, reason),
+                )
+                .await
             })
             .buffered(self.settings.concurrency.max(1))
             .collect()

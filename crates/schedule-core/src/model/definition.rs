@@ -11,7 +11,10 @@ use serde_json::{Map, Value};
 
 use super::ids::{DeviceId, IdError, StepId, TenantId, WorkflowId};
 use super::time::{TimeError, Timestamp};
-use crate::limits::{MAX_PAYLOAD_BYTES, MIN_OCCURRENCE_INTERVAL};
+use crate::limits::{
+    DYNAMO_MAX_DEPTH, DYNAMO_MAX_ITEM_BYTES, MAX_DEFINITION_ITEM_BYTES, MAX_PAYLOAD_BYTES,
+    MIN_OCCURRENCE_INTERVAL,
+};
 use crate::recurrence::{self, RecurrenceError};
 
 /// What is wrong with a definition: the field path, the offending value and why.
@@ -137,8 +140,56 @@ pub struct Definition {
 
 impl Definition {
     /// Validates a plain JSON definition. `PK`/`SK`, when present (an item read from
-    /// DynamoDB), are ignored: they derive from the ids.
+    /// DynamoDB, a stream image), must be the ones the ids derive: a row stored under one
+    /// tenant's key that names another tenant would otherwise schedule steps for it.
     pub fn from_json(value: &Value) -> Result<Self, DefinitionError> {
+        let def = Self::parse(value)?;
+        let key = |name: &str| match value.get(name) {
+            None => Ok(None),
+            Some(Value::String(k)) => Ok(Some(k.as_str())),
+            Some(other) => Err(DefinitionError::new(name, short(other), "must be a string")),
+        };
+        let (pk, sk) = (key("PK")?, key("SK")?);
+        let (own_pk, own_sk) = def.key();
+        def.check_key(pk.unwrap_or(&own_pk), sk.unwrap_or(&own_sk))?;
+        Ok(def)
+    }
+
+    /// Reads a row of the definitions table stored under `pk`/`sk`: valid, and stored
+    /// under the key its ids derive (see [`Definition::from_json`]).
+    pub fn from_row(pk: &str, sk: &str, value: &Value) -> Result<Self, DefinitionError> {
+        let def = Self::from_json(value)?;
+        def.check_key(pk, sk)?;
+        Ok(def)
+    }
+
+    /// The row's key must be the one the ids derive; the error names the key and the id.
+    fn check_key(&self, pk: &str, sk: &str) -> Result<(), DefinitionError> {
+        let (own_pk, own_sk) = self.key();
+        if pk != own_pk {
+            return Err(DefinitionError::new(
+                "PK",
+                format!("{pk:?}"),
+                format!(
+                    "does not match tenant_id {:?} (its key is {own_pk:?}): a row cannot define another tenant's step",
+                    self.tenant_id.as_str()
+                ),
+            ));
+        }
+        if sk != own_sk {
+            return Err(DefinitionError::new(
+                "SK",
+                format!("{sk:?}"),
+                format!(
+                    "does not match device_workflow_step_id {:?} (its key is {own_sk:?})",
+                    self.device_workflow_step_id.as_str()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn parse(value: &Value) -> Result<Self, DefinitionError> {
         let obj = value.as_object().ok_or_else(|| {
             DefinitionError::new("definition", short(value), "must be a JSON object")
         })?;
@@ -164,6 +215,16 @@ impl Definition {
                 format!("must be at most {MAX_PAYLOAD_BYTES} bytes as JSON"),
             ));
         }
+        let depth = depth_of(&payload);
+        if depth > DYNAMO_MAX_DEPTH {
+            return Err(DefinitionError::new(
+                "payload",
+                format!("<nested {depth} levels deep>"),
+                format!(
+                    "nests {depth} levels of objects and arrays; DynamoDB stores at most {DYNAMO_MAX_DEPTH}"
+                ),
+            ));
+        }
         let version = match obj.get("version") {
             None => 1,
             Some(v) => v.as_u64().ok_or_else(|| {
@@ -179,7 +240,7 @@ impl Definition {
         let schedule = obj
             .get("schedule")
             .ok_or_else(|| DefinitionError::new("schedule", "<missing>", "is required"))?;
-        Ok(Self {
+        let def = Self {
             tenant_id: TenantId::parse(fields.string("tenant_id")?)?,
             device_workflow_step_id: StepId::parse(fields.string("device_workflow_step_id")?)?,
             workflow_id: WorkflowId::parse(fields.string("workflow_id")?)?,
@@ -189,7 +250,21 @@ impl Definition {
             schedule: ScheduleSpec::from_json(schedule)?,
             payload,
             updated_at: fields.opt_time("updated_at")?,
-        })
+        };
+        let (pk, sk) = def.key();
+        let size = serde_json::to_vec(&def)
+            .map(|v| v.len() + pk.len() + sk.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_DEFINITION_ITEM_BYTES {
+            return Err(DefinitionError::new(
+                "definition",
+                format!("<{size} bytes>"),
+                format!(
+                    "as a row of the definitions table it would be {size} bytes; a DynamoDB item holds at most {DYNAMO_MAX_ITEM_BYTES} bytes, and {MAX_DEFINITION_ITEM_BYTES} are accepted to leave room for the key and bookkeeping"
+                ),
+            ));
+        }
+        Ok(def)
     }
 
     pub fn to_json(&self) -> Value {
@@ -431,6 +506,19 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// How deep `value` nests as an attribute of a DynamoDB item: a map or list is one level
+/// more than its deepest element, a scalar none (the payload map itself is level 1).
+fn depth_of(value: &Map<String, Value>) -> usize {
+    fn depth(v: &Value) -> usize {
+        match v {
+            Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+            Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    1 + value.values().map(depth).max().unwrap_or(0)
+}
+
 /// A value for an error message, cut short so a huge payload does not flood the log.
 fn short(v: &Value) -> String {
     let mut s = v.to_string();
@@ -585,6 +673,83 @@ mod tests {
         let err = Definition::from_json(&d).unwrap_err();
         assert_eq!(err.field, "payload");
         assert!(err.reason.contains("at most"), "{err}");
+    }
+
+    #[test]
+    fn payload_deeper_than_dynamodb_nests_is_rejected_naming_the_depth() {
+        // A payload nesting `levels` maps (the payload itself is the first), or lists.
+        let nested = |levels: usize, list: bool| {
+            let mut v = json!(1);
+            for _ in 1..levels {
+                v = if list { json!([v]) } else { json!({"n": v}) };
+            }
+            json!({ "deep": v })
+        };
+        let mut d = base(json!({"type": "once", "at": "2026-11-26T10:30:00Z"}));
+        for list in [false, true] {
+            d["payload"] = nested(DYNAMO_MAX_DEPTH, list);
+            assert!(Definition::from_json(&d).is_ok(), "32 levels are stored");
+            d["payload"] = nested(DYNAMO_MAX_DEPTH + 1, list);
+            let err = Definition::from_json(&d).unwrap_err();
+            assert_eq!(err.field, "payload");
+            assert!(
+                err.to_string().contains("33 levels") && err.to_string().contains("32"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_definition_whose_row_would_pass_the_item_limit_is_rejected_naming_its_size() {
+        let days = |n: usize| -> Vec<String> {
+            (0..n)
+                .map(|i| format!("{:04}-01-01T08:00:00", 2100 + i % 7000))
+                .collect()
+        };
+        let rule = |exdate: Vec<String>| {
+            json!({"type": "rrule", "rule": "FREQ=DAILY;BYHOUR=8;BYMINUTE=0",
+                   "dtstart": "2026-11-02T08:00:00", "timezone": "Europe/Berlin", "exdate": exdate})
+        };
+        // 22 bytes a date as JSON: 20,000 of them are about 440 KB.
+        let mut d = base(rule(days(20_000)));
+        let Err(err) = Definition::from_json(&d) else {
+            panic!("a definition of more than 400 KB as a row is accepted");
+        };
+        assert_eq!(err.field, "definition");
+        let size: usize = err
+            .value
+            .trim_matches(|c| c == '<' || c == '>')
+            .trim_end_matches(" bytes")
+            .parse()
+            .unwrap();
+        assert!(size > DYNAMO_MAX_ITEM_BYTES, "{err}");
+        assert!(
+            err.reason.contains(&DYNAMO_MAX_ITEM_BYTES.to_string()),
+            "{err}"
+        );
+        // A payload at its own limit together with a long rule still fits, with the margin.
+        d["schedule"] = rule(days(1_000));
+        d["payload"] = json!({"blob": "x".repeat(MAX_PAYLOAD_BYTES - 20)});
+        assert!(Definition::from_json(&d).is_ok());
+    }
+
+    #[test]
+    fn a_row_key_must_be_the_one_its_ids_derive() {
+        let mut d = base(json!({"type": "once", "at": "2026-11-26T10:30:00Z"}));
+        assert!(Definition::from_row("TENANT#acme", "STEP#s1", &d).is_ok());
+        let err = Definition::from_row("TENANT#initech", "STEP#s1", &d).unwrap_err();
+        assert_eq!(err.field, "PK");
+        assert!(
+            err.to_string().contains("TENANT#initech") && err.to_string().contains("acme"),
+            "{err}"
+        );
+        let err = Definition::from_row("TENANT#acme", "STEP#s2", &d).unwrap_err();
+        assert_eq!(err.field, "SK");
+        d["PK"] = json!("TENANT#globex");
+        let err = Definition::from_json(&d).unwrap_err();
+        assert_eq!(err.field, "PK");
+        d["PK"] = json!(7);
+        assert_eq!(Definition::from_json(&d).unwrap_err().field, "PK");
     }
 
     #[test]
