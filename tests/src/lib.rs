@@ -6,5 +6,6 @@
 pub mod aws_world;
 pub mod backends;
 pub mod contract;
+pub mod corpus;
 pub mod fakes;
 pub mod streams;

@@ -70,6 +70,28 @@ pub fn request_from_event(
     horizon: Option<Timestamp>,
     settings: &ScanSettings,
 ) -> Result<ScanRequest, ScanFailure> {
+    const TAKES: &str = "the scanner takes a scheduled event, {\"mode\": \"full\" | \"incremental\"} or a backfill {\"from\", \"to\", \"tenant_id\"}";
+    if !event.is_object() {
+        return Err(ScanFailure::BadEvent {
+            field: "event",
+            value: short(event),
+            reason: format!("must be a JSON object: {TAKES}"),
+        });
+    }
+    // An event meant for another function (a queue batch, a stream batch) is refused,
+    // not read as a full run.
+    if let Some(records) = event.get("Records") {
+        let source = records
+            .get(0)
+            .and_then(|r| r.get("eventSource").or_else(|| r.get("EventSource")))
+            .and_then(Value::as_str)
+            .unwrap_or("unknown source");
+        return Err(ScanFailure::BadEvent {
+            field: "Records",
+            value: format!("<a batch of records from {source}>"),
+            reason: format!("is not an event for the scanner: {TAKES}"),
+        });
+    }
     let field = |name: &'static str| -> Result<Option<&str>, ScanFailure> {
         match event.get(name) {
             None | Some(Value::Null) => Ok(None),
@@ -134,6 +156,14 @@ pub fn request_from_event(
             value: "<missing>".into(),
             reason: "a backfill needs both from and to".into(),
         }),
+    }
+}
+
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
     }
 }
 

@@ -45,7 +45,17 @@ impl From<RecurrenceError> for DefinitionError {
 
 impl From<IdError> for DefinitionError {
     fn from(e: IdError) -> Self {
-        Self::new(e.field, format!("{:?}", e.value), e.reason)
+        // An id can be any length: the message shows its start and says how long it is.
+        let value = if e.value.len() > 80 {
+            format!(
+                "{} ({} bytes)",
+                short(&Value::String(e.value.clone())),
+                e.value.len()
+            )
+        } else {
+            format!("{:?}", e.value)
+        };
+        Self::new(e.field, value, e.reason)
     }
 }
 
