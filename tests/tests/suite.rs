@@ -12,6 +12,7 @@
 mod chaos_memory;
 mod contract;
 mod dynamo_batch_get;
+mod executor_memory;
 mod flow_memory;
 mod registry;
 mod safety_net_emulator;

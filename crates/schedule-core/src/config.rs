@@ -206,6 +206,8 @@ impl SchedulerConfig {
 pub struct ExecutorConfig {
     pub store: StoreConfig,
     pub action_trigger_queue_url: String,
+    /// The queue the executor reads: an early message goes back to it as a fresh copy.
+    pub execution_queue_url: String,
     pub validation: ValidationConfig,
     pub execute: crate::app::execute::ExecuteSettings,
 }
@@ -214,6 +216,7 @@ impl ExecutorConfig {
     pub const REQUIRED: &[&str] = &[
         "SCHEDULE_TABLE",
         "ACTION_TRIGGER_QUEUE_URL",
+        "EXECUTION_QUEUE_URL",
         "EXECUTION_MAX_RECEIVE_COUNT",
     ];
 
@@ -222,6 +225,7 @@ impl ExecutorConfig {
         Ok(Self {
             store: StoreConfig::from_env(env)?,
             action_trigger_queue_url: env.required("ACTION_TRIGGER_QUEUE_URL")?,
+            execution_queue_url: env.required("EXECUTION_QUEUE_URL")?,
             validation: ValidationConfig::from_env(env)?,
             execute: crate::app::execute::ExecuteSettings {
                 max_receive_count: env.number(
@@ -231,6 +235,7 @@ impl ExecutorConfig {
                 )? as u32,
                 default_misfire_grace: env
                     .span("DEFAULT_MISFIRE_GRACE", defaults.default_misfire_grace)?,
+                deadline_margin: env.span("EXECUTOR_DEADLINE_MARGIN", defaults.deadline_margin)?,
                 ..defaults
             },
         })
@@ -330,6 +335,24 @@ mod tests {
         let err = ExecutorConfig::from_env(&env(&[
             ("SCHEDULE_TABLE", "t"),
             ("ACTION_TRIGGER_QUEUE_URL", "q"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err, ConfigError::Missing("EXECUTION_QUEUE_URL"));
+        let ok = ExecutorConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("ACTION_TRIGGER_QUEUE_URL", "q"),
+            ("EXECUTION_QUEUE_URL", "e"),
+            ("EXECUTOR_DEADLINE_MARGIN", "5s"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (ok.execution_queue_url.as_str(), ok.execute.deadline_margin),
+            ("e", Duration::from_secs(5))
+        );
+        let err = ExecutorConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("ACTION_TRIGGER_QUEUE_URL", "q"),
+            ("EXECUTION_QUEUE_URL", "e"),
             ("DEVICE_REGISTRY_URL", "registry.local"),
         ]))
         .unwrap_err();
