@@ -16,6 +16,7 @@ use schedule_core::adapters::clock::ManualClock;
 use schedule_core::adapters::memory::{InMemoryQueue, InMemoryScheduleStore, QueueSettings};
 use schedule_core::app::ExecutionMessage;
 use schedule_core::app::execute::{Executor, Incoming, Outcome};
+use schedule_core::app::redrive::{RedriveAction, RedriveOptions, redrive};
 use schedule_core::app::scan::ScanRequest;
 use schedule_core::embedded::{Embedded, EmbeddedSettings};
 use schedule_core::error::{StoreError, ValidationError};
@@ -25,7 +26,7 @@ use schedule_core::model::{
 };
 use schedule_core::ports::{
     ActionSink, Clock, Cursor, DefinitionSource, DeviceValidator, DispatchQueue, DueEntry,
-    Materialized, Page, ScheduleStore,
+    Materialized, OutgoingMessage, Page, ReceivedMessage, ScheduleStore, SendReport,
 };
 use serde_json::json;
 
@@ -470,4 +471,137 @@ async fn a_redriven_message_re_runs_a_failed_step_under_the_same_execution_id() 
     assert_eq!(triggers.len(), 1);
     assert_eq!(triggers[0].execution_id, it.execution_id());
     assert!(world.execution_queue.is_empty() && world.execution_dlq.is_empty());
+}
+
+/// An execution queue that takes nothing: every entry of every batch fails.
+#[derive(Debug)]
+struct RefusingQueue;
+
+impl DispatchQueue for RefusingQueue {
+    async fn send_batch(
+        &self,
+        messages: &[OutgoingMessage],
+    ) -> Result<SendReport, schedule_core::error::QueueError> {
+        Ok(SendReport {
+            sent: vec![],
+            failed: messages
+                .iter()
+                .map(|m| (m.id.clone(), "injected: queue unavailable".to_owned()))
+                .collect(),
+        })
+    }
+    async fn receive(
+        &self,
+        _max: u32,
+        _wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, schedule_core::error::QueueError> {
+        Ok(vec![])
+    }
+    async fn delete(&self, _receipt: &str) -> Result<(), schedule_core::error::QueueError> {
+        Ok(())
+    }
+}
+
+fn redrive_options(dry_run: bool, max: Option<usize>) -> RedriveOptions {
+    RedriveOptions {
+        dry_run,
+        max,
+        wait: Duration::ZERO,
+    }
+}
+
+#[tokio::test]
+async fn dlq_redrive_sends_first_deletes_after_and_re_runs_each_failed_step_once() {
+    let world = with_flaky_sink(9);
+    seed(&world, &[once("s1", 0), once("s2", 0), once("s3", 0)]).await;
+    world.schedule("run-1").await.unwrap();
+    drain(&world).await;
+    assert!(
+        world
+            .memory_store
+            .items()
+            .iter()
+            .all(|i| i.status == Status::Failed)
+    );
+    world
+        .execution_dlq
+        .push("not json".into(), Duration::ZERO, vec![], None)
+        .unwrap();
+    assert_eq!(world.execution_dlq.len(), 4);
+
+    // A dry run lists, and moves nothing.
+    let report = redrive(
+        &world.execution_dlq,
+        &world.execution_queue,
+        &redrive_options(true, None),
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.redriven(), report.left()), (3, 1), "{report:?}");
+    assert!(report.entries.iter().all(|e| matches!(
+        e.action,
+        RedriveAction::WouldRedrive | RedriveAction::Malformed { .. }
+    )));
+    assert_eq!(world.execution_dlq.len(), 4);
+    assert!(world.execution_queue.is_empty());
+    world.clock.advance(Duration::from_secs(31));
+
+    // A queue that refuses the copies: nothing is deleted.
+    let report = redrive(
+        &world.execution_dlq,
+        &RefusingQueue,
+        &redrive_options(false, None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.left(), 4, "{report:?}");
+    assert_eq!(world.execution_dlq.len(), 4);
+    world.clock.advance(Duration::from_secs(31));
+
+    // At most two, then the rest; the malformed one stays.
+    let report = redrive(
+        &world.execution_dlq,
+        &world.execution_queue,
+        &redrive_options(false, Some(2)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.entries.len(), 2, "{report:?}");
+    assert_eq!(report.redriven(), 2);
+    assert_eq!(
+        (world.execution_dlq.len(), world.execution_queue.len()),
+        (2, 2)
+    );
+    let report = redrive(
+        &world.execution_dlq,
+        &world.execution_queue,
+        &redrive_options(false, None),
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.redriven(), report.left()), (1, 1), "{report:?}");
+    assert_eq!(
+        world.execution_dlq.peek_bodies(),
+        vec!["not json".to_owned()]
+    );
+
+    // An interrupted earlier run sent one copy twice: the executor absorbs it.
+    let again = world.execution_queue.peek_bodies()[0].clone();
+    world
+        .execution_queue
+        .push(again, Duration::ZERO, vec![], None)
+        .unwrap();
+    drain(&world).await;
+    let items = world.memory_store.items();
+    assert!(
+        items.iter().all(|i| i.status == Status::Executed),
+        "{items:?}"
+    );
+    let triggers = world.triggers();
+    assert_eq!(triggers.len(), 3, "each step once");
+    let ids: std::collections::HashSet<_> =
+        triggers.iter().map(|t| t.execution_id.clone()).collect();
+    let expected: std::collections::HashSet<_> = items.iter().map(|i| i.execution_id()).collect();
+    assert_eq!(ids, expected, "under the occurrences' own execution ids");
+    assert_eq!(world.execution_dlq.len(), 1, "only the malformed one");
 }
