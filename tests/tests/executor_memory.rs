@@ -605,3 +605,30 @@ async fn dlq_redrive_sends_first_deletes_after_and_re_runs_each_failed_step_once
     assert_eq!(ids, expected, "under the occurrences' own execution ids");
     assert_eq!(world.execution_dlq.len(), 1, "only the malformed one");
 }
+
+#[tokio::test]
+async fn a_copy_that_would_skip_leaves_an_occurrence_another_delivery_is_sending() {
+    let world = Embedded::new(start(), EmbeddedSettings::default());
+    seed(&world, &[once("s1", 0)]).await;
+    world.schedule("run-1").await.unwrap();
+    let k = key("s1", 0);
+    assert!(
+        world
+            .memory_store
+            .try_lease(&k, Status::Queued, "sending-delivery", at(60), at(0))
+            .await
+            .unwrap()
+    );
+    world.registry.deactivate(
+        &TenantId::parse("acme").unwrap(),
+        &DeviceId::parse("dev-s1").unwrap(),
+    );
+    let b = body("s1", 0);
+    let outcome = world.executor.handle(incoming(&b, 1), &world.metrics).await;
+    assert_eq!(outcome, Outcome::Busy);
+    assert_eq!(
+        item(&world, &k).status,
+        Status::Queued,
+        "not SKIPPED under the holder"
+    );
+}

@@ -19,7 +19,10 @@
 //! 7. **Deliver** the trigger, retried within this receive and the deadline.
 //! 8. **Record** EXECUTED (or the failed attempts), conditional on QUEUED.
 //!
-//! Every write is conditional on the status read, so two writers never both win. On the
+//! Every write is conditional on the status read, and the send and the outcomes decided
+//! before it (MISSED, SKIPPED) happen under the claim, so two deliveries never both win;
+//! another writer (the sweep of old QUEUED items) must take the same lease, or wait for
+//! it to expire, before it moves a QUEUED occurrence. On the
 //! last receive (SQS moves the message to the DLQ next) no outcome leaves the occurrence
 //! silently QUEUED: a retryable failure becomes FAILED, a send whose EXECUTED write failed
 //! is recorded EXECUTED (never FAILED: the step fired), and a copy that found another
@@ -251,7 +254,7 @@ impl<S, A, V, C> Executor<S, A, V, C> {
 
 /// Step 2's result: an occurrence to work on, or this message's outcome.
 enum Opened {
-    Ready(ScheduleItem),
+    Ready(Box<ScheduleItem>),
     Done(Outcome),
 }
 
@@ -334,7 +337,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             Err(e) => return e.retry(),
         };
         let item = match self.open(key, item, msg, metrics).await {
-            Ok(Opened::Ready(item)) => item,
+            Ok(Opened::Ready(item)) => *item,
             Ok(Opened::Done(outcome)) => return outcome,
             Err(e) => return e.retry(),
         };
@@ -402,7 +405,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
                 return Ok(Opened::Done(Outcome::Duplicate { status: st }));
             }
         }
-        Ok(Opened::Ready(item))
+        Ok(Opened::Ready(Box::new(item)))
     }
 
     /// Step 3: why the occurrence is past its misfire grace, if it is.
@@ -607,8 +610,9 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         match written {
             Ok(recorded) => {
                 if !recorded {
-                    // Moved on by another writer while the trigger was in flight.
-                    warn!(execution_id = %trigger.execution_id, "trigger sent, but the occurrence was no longer QUEUED");
+                    // Moved on while the trigger was in flight, by a writer that ignored
+                    // this delivery's lease: the table now disagrees with what was sent.
+                    error!(execution_id = %trigger.execution_id, pk = %key.pk, sk = %key.sk, "trigger sent, but the occurrence was no longer QUEUED under this delivery's lease");
                 }
                 Outcome::Executed {
                     execution_id: trigger.execution_id.to_string(),
@@ -654,7 +658,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         }
     }
 
-    /// Records a final outcome decided before any send (MISSED, SKIPPED).
+    /// Records a final outcome decided before any send (MISSED, SKIPPED), under a claim.
     async fn finish(
         &self,
         key: &ScheduleKey,
@@ -663,6 +667,13 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         msg: Incoming<'_>,
         metrics: &Metrics,
     ) -> Outcome {
+        // Claimed like a send: a concurrent copy that holds the lease may be sending right
+        // now, and must not find its occurrence SKIPPED or MISSED under it.
+        match self.claim(key, msg, metrics).await {
+            Ok(Claim::Held) => {}
+            Ok(Claim::Lost(outcome)) => return outcome,
+            Err(e) => return e.retry(),
+        }
         let to = change.to;
         let reason = change.error.clone().unwrap_or_default();
         match self.change(key, change, msg).await {
