@@ -14,6 +14,7 @@ mod contract;
 mod dynamo_batch_get;
 mod executor_memory;
 mod flow_memory;
+mod redrive_emulator;
 mod registry;
 mod safety_net_emulator;
 mod safety_net_memory;
