@@ -289,7 +289,8 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
                 };
             }
         };
-        if let Some(delay) = self.too_early(message.scheduled_time) {
+        let limit = self.settings.early_wait_limit;
+        if let Some(delay) = put_back_for(message.scheduled_time, self.clock.now(), limit) {
             metrics.incr(Metric::Deferred);
             info!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, delay_s = delay.as_secs(), "early; goes back as a delayed copy");
             return Outcome::Deferred { delay };
@@ -311,19 +312,6 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             _ => {}
         }
         outcome
-    }
-
-    /// Step 1: how long to put an early message back for, or `None` when it may go on.
-    /// Rounded down to whole seconds (SQS delays are whole seconds), so the copy arrives
-    /// within a second before the due time and is held for that last moment; at least 1 s,
-    /// so a copy is never re-sent at once.
-    fn too_early(&self, due: Timestamp) -> Option<Duration> {
-        let until_due = (due.as_datetime() - self.clock.now()).to_std().ok()?;
-        if until_due <= self.settings.early_wait_limit {
-            return None;
-        }
-        let max = Duration::from_secs(u64::from(crate::limits::SQS_MAX_DELAY_SECONDS));
-        Some(Duration::from_secs(until_due.as_secs().max(1)).min(max))
     }
 
     async fn execute(&self, key: &ScheduleKey, msg: Incoming<'_>, metrics: &Metrics) -> Outcome {
@@ -846,8 +834,57 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
     }
 }
 
+/// Step 1: how long to put an early message back for, or `None` when it may go on.
+/// Rounded down to whole seconds (SQS delays are whole seconds), so the copy arrives
+/// within a second before the due time and is held for that last moment; at least 1 s,
+/// so a copy is never re-sent at once; at most the SQS maximum of 900 s.
+fn put_back_for(
+    due: Timestamp,
+    now: DateTime<Utc>,
+    early_wait_limit: Duration,
+) -> Option<Duration> {
+    let until_due = (due.as_datetime() - now).to_std().ok()?;
+    if until_due <= early_wait_limit {
+        return None;
+    }
+    let max = Duration::from_secs(u64::from(crate::limits::SQS_MAX_DELAY_SECONDS));
+    Some(Duration::from_secs(until_due.as_secs().max(1)).min(max))
+}
+
 impl crate::retry::Transient for ExecuteError {
     fn is_transient(&self) -> bool {
         self.is_retryable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_early_message_is_put_back_for_whole_seconds_at_most_900() {
+        let now: DateTime<Utc> = "2026-11-26T10:00:00.500Z".parse().unwrap();
+        let limit = ExecuteSettings::default().early_wait_limit;
+        for (at, expected) in [
+            ("2026-11-26T09:00:00Z", None),
+            ("2026-11-26T10:00:00Z", None),
+            ("2026-11-26T10:00:02Z", None),
+            ("2026-11-26T10:00:03Z", Some(2)),
+            ("2026-11-26T10:10:00Z", Some(599)),
+            ("2026-11-26T11:00:00Z", Some(900)),
+        ] {
+            let due = Timestamp::parse(at).unwrap();
+            assert_eq!(
+                put_back_for(due, now, limit),
+                expected.map(Duration::from_secs),
+                "due {at}"
+            );
+        }
+        let zero_limit = put_back_for(
+            Timestamp::parse("2026-11-26T10:00:01Z").unwrap(),
+            now,
+            Duration::ZERO,
+        );
+        assert_eq!(zero_limit, Some(Duration::from_secs(1)), "never 0 s");
     }
 }
