@@ -632,3 +632,27 @@ async fn a_copy_that_would_skip_leaves_an_occurrence_another_delivery_is_sending
         "not SKIPPED under the holder"
     );
 }
+
+#[tokio::test]
+async fn a_last_receive_that_must_retry_leaves_an_occurrence_another_delivery_is_sending() {
+    let world = Embedded::new(start(), EmbeddedSettings::default());
+    seed(&world, &[once("s1", 0)]).await;
+    world.schedule("run-1").await.unwrap();
+    let k = key("s1", 0);
+    assert!(
+        world
+            .memory_store
+            .try_lease(&k, Status::Queued, "sending-delivery", at(60), at(0))
+            .await
+            .unwrap()
+    );
+    // Out of time on its last receive: a retry, which would mean FAILED.
+    let b = body("s1", 0);
+    let mut msg = incoming(&b, 3);
+    msg.deadline = Some(start() + chrono::Duration::milliseconds(100));
+    let outcome = world.executor.handle(msg, &world.metrics).await;
+    assert_eq!(outcome, Outcome::Busy);
+    let it = item(&world, &k);
+    assert_eq!(it.status, Status::Queued, "not FAILED under the holder");
+    assert_eq!(it.lease_owner.as_deref(), Some("sending-delivery"));
+}

@@ -460,24 +460,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         msg: Incoming<'_>,
         metrics: &Metrics,
     ) -> Result<Claim, ExecuteError> {
-        let now = self.now();
-        let until = now.plus(self.settings.lease);
-        let leased = retrying(
-            self.settings.status_retry,
-            &key.sk,
-            &self.clock,
-            self.stop_at(msg),
-            || {
-                self.store
-                    .try_lease(key, Status::Queued, msg.delivery_id, until, now)
-            },
-        )
-        .await
-        .map_err(|source| ExecuteError::Lease {
-            key: key.to_string(),
-            source,
-        })?;
-        if leased {
+        if self.lease(key, msg).await? {
             return Ok(Claim::Held);
         }
         // Another copy holds it, or it moved on since it was read.
@@ -695,13 +678,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
     ) -> Outcome {
         match outcome {
             Outcome::Retry { reason } => self.fail_on_last_receive(key, reason, msg, metrics).await,
-            Outcome::Busy => {
-                // The lease holder records the outcome; failing it here could fail a step
-                // that is being sent right now.
-                metrics.incr(Metric::Redelivered);
-                info!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, "last receive found another delivery's lease; the outcome is left to it");
-                Outcome::Busy
-            }
+            Outcome::Busy => self.left_to_holder(key, msg, metrics),
             Outcome::Unrecorded { reason } => {
                 // The trigger went out: never FAILED. The message goes to the DLQ; the
                 // sweep of old QUEUED items re-dispatches it under the same execution id.
@@ -712,8 +689,9 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         }
     }
 
-    /// QUEUED → FAILED, conditional. Written without a read first, so an unreadable table
-    /// does not leave the occurrence QUEUED; a read explains a lost condition.
+    /// QUEUED → FAILED under a claim, so a delivery that is sending right now keeps the
+    /// occurrence. The claim and the write need no read first, so an unreadable table does
+    /// not leave the occurrence QUEUED; a read only explains a lost claim.
     async fn fail_on_last_receive(
         &self,
         key: &ScheduleKey,
@@ -722,43 +700,80 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         metrics: &Metrics,
     ) -> Outcome {
         let failed = StatusChange::failed(self.now(), reason.clone());
-        let mut written = self.change(key, failed.clone(), msg).await;
-        if matches!(written, Ok(false)) {
-            written = match self.read(key, msg).await {
+        let written = match self.lease(key, msg).await {
+            Ok(true) => self.change(key, failed, msg).await,
+            Ok(false) => match self.read(key, msg).await {
                 Ok(None) => return Outcome::Orphan,
                 Ok(Some(i)) if i.status == Status::Pending => {
-                    // Never marked QUEUED: mark it, then fail it, both conditional.
+                    // Never marked QUEUED: mark it, claim it, fail it, each conditional.
                     match self
                         .change(key, StatusChange::queued(self.now()), msg)
                         .await
                     {
-                        Ok(_) => self.change(key, failed, msg).await,
+                        Ok(_) => match self.lease(key, msg).await {
+                            Ok(true) => self.change(key, failed, msg).await,
+                            Ok(false) => return self.left_to_holder(key, msg, metrics),
+                            Err(e) => Err(e),
+                        },
                         Err(e) => Err(e),
                     }
                 }
+                Ok(Some(i)) if i.status == Status::Queued => {
+                    return self.left_to_holder(key, msg, metrics);
+                }
                 Ok(Some(i)) if i.status == Status::Failed => Ok(false),
-                Ok(Some(i)) if i.status.is_terminal() => {
+                Ok(Some(i)) => {
                     metrics.incr(Metric::Duplicate);
                     return Outcome::Duplicate { status: i.status };
                 }
-                Ok(Some(_)) => Ok(false),
                 Err(e) => Err(e),
-            };
-        }
+            },
+            Err(e) => Err(e),
+        };
         match written {
             Ok(true) => {
                 metrics.incr(Metric::Failed);
                 warn!(pk = %key.pk, sk = %key.sk, error = %reason, "occurrence FAILED on its last delivery; its message goes to the DLQ");
+                Outcome::Failed { reason }
             }
-            Ok(false) => {}
+            Ok(false) => Outcome::Failed { reason },
             Err(e) => {
                 error!(pk = %key.pk, sk = %key.sk, error = %chain(&e), cause = %reason, "could not record FAILED on the last delivery; the scheduler's sweep of old QUEUED items settles it");
-                return Outcome::Failed {
+                Outcome::Failed {
                     reason: format!("{reason}; and recording FAILED failed: {}", chain(&e)),
-                };
+                }
             }
         }
-        Outcome::Failed { reason }
+    }
+
+    /// Another delivery holds the occurrence on this message's last receive: it records
+    /// the outcome; failing it here could fail a step that is being sent right now.
+    fn left_to_holder(&self, key: &ScheduleKey, msg: Incoming<'_>, metrics: &Metrics) -> Outcome {
+        metrics.incr(Metric::Redelivered);
+        info!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, "last receive found another delivery's lease; the outcome is left to it");
+        Outcome::Busy
+    }
+
+    /// Takes (or renews) this delivery's lease on the QUEUED occurrence; `Ok(false)`: not
+    /// QUEUED, or another delivery holds it.
+    async fn lease(&self, key: &ScheduleKey, msg: Incoming<'_>) -> Result<bool, ExecuteError> {
+        let now = self.now();
+        let until = now.plus(self.settings.lease);
+        retrying(
+            self.settings.status_retry,
+            &key.sk,
+            &self.clock,
+            self.stop_at(msg),
+            || {
+                self.store
+                    .try_lease(key, Status::Queued, msg.delivery_id, until, now)
+            },
+        )
+        .await
+        .map_err(|source| ExecuteError::Lease {
+            key: key.to_string(),
+            source,
+        })
     }
 
     /// A strongly consistent read, retried while the store is throttled: one slow moment
