@@ -301,3 +301,134 @@ async fn registry_answers_that_are_not_json_are_errors_naming_what_came_back() {
         );
     }
 }
+
+/// Execution-queue bodies that are empty, not JSON, JSON of another shape, of another
+/// version, with a forged key or a time that disagrees with the key, or naming an item
+/// that does not exist, in one batch with a good message: the good one fires; each
+/// unreadable one is reported as a batch item failure (so SQS moves it to the DLQ after
+/// its receives) with the reason; the orphan is dropped and counted.
+#[tokio::test]
+async fn execution_messages_that_cannot_be_read_end_in_the_dlq_and_spare_the_batch() {
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    use schedule_core::app::ExecutionMessage;
+    use schedule_core::app::execute::Outcome;
+    use schedule_core::app::scan::ScanRequest;
+    use schedule_core::model::{ScheduleKey, StepId, TenantId};
+
+    let now: chrono::DateTime<chrono::Utc> = "2026-11-26T10:00:00Z".parse().unwrap();
+    let world = Embedded::new(now, EmbeddedSettings::default());
+    let mut def = good("good1");
+    def["schedule"] = json!({"type": "once", "at": "2026-11-26T10:00:00Z"});
+    world
+        .definitions
+        .put_raw("TENANT#acme", "STEP#good1", def.clone());
+    let t = Timestamp::from_datetime(now);
+    world
+        .scan(&ScanRequest::daily(t, &EmbeddedSettings::default().scan))
+        .await
+        .unwrap();
+    let key = ScheduleKey::new(
+        &TenantId::parse("acme").unwrap(),
+        t,
+        &StepId::parse("good1").unwrap(),
+    );
+    let good_body = ExecutionMessage::for_key(&key, t).body();
+    let orphan = ScheduleKey::new(
+        &TenantId::parse("acme").unwrap(),
+        t,
+        &StepId::parse("nobody").unwrap(),
+    );
+    let bodies = [
+        ("good", good_body.clone(), None),
+        (
+            "empty",
+            String::new(),
+            Some("body is not an execution message: EOF while parsing a value"),
+        ),
+        (
+            "not json",
+            "water the plants".to_owned(),
+            Some("body is not an execution message: expected value"),
+        ),
+        (
+            "json array",
+            "[1,2]".to_owned(),
+            Some("body is not an execution message: invalid type: integer `2`, expected a string"),
+        ),
+        (
+            "other shape",
+            r#"{"device":"d1"}"#.to_owned(),
+            Some("body is not an execution message: missing field `v`"),
+        ),
+        (
+            "other version",
+            good_body.replace("\"v\":1", "\"v\":9"),
+            Some("unsupported execution message version 9"),
+        ),
+        (
+            "forged key",
+            good_body.replace("TENANT#acme", "TENANT#acme#DATE#x"),
+            Some(
+                "invalid key: PK date x#DATE#2026-11-26 is not the UTC date of SK time 2026-11-26T10:00:00Z",
+            ),
+        ),
+        (
+            "time not the key's",
+            good_body.replace(
+                "\"scheduled_time\":\"2026-11-26T10:00:00Z\"",
+                "\"scheduled_time\":\"2026-11-26T10:01:00Z\"",
+            ),
+            Some(
+                "scheduled_time 2026-11-26T10:01:00Z does not match the key's time 2026-11-26T10:00:00Z",
+            ),
+        ),
+        ("orphan", ExecutionMessage::for_key(&orphan, t).body(), None),
+    ];
+    let mut event = SqsEvent::default();
+    for (id, body, _) in &bodies {
+        let mut m = SqsMessage::default();
+        m.message_id = Some((*id).to_owned());
+        m.receipt_handle = Some(format!("rh-{id}"));
+        m.body = Some(body.clone());
+        m.attributes
+            .insert("ApproximateReceiveCount".to_owned(), "1".to_owned());
+        event.records.push(m);
+    }
+    let (response, outcomes) = executor_v2::handle(
+        &world.executor,
+        &world.execution_queue,
+        &event,
+        None,
+        &world.metrics,
+    )
+    .await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    let malformed: Vec<&str> = bodies
+        .iter()
+        .filter(|(_, _, e)| e.is_some())
+        .map(|(id, _, _)| *id)
+        .collect();
+    assert_eq!(failed, malformed);
+    for ((id, _, expected), (oid, outcome)) in bodies.iter().zip(&outcomes) {
+        assert_eq!(id, oid);
+        match (expected, outcome) {
+            (Some(text), Outcome::Malformed { reason }) => {
+                assert!(reason.starts_with(text), "{id}: {reason}");
+                assert!(!reason.is_empty(), "{id}: no reason");
+            }
+            (None, Outcome::Executed { .. }) if *id == "good" => {}
+            (None, Outcome::Orphan) if *id == "orphan" => {}
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        world.metrics.get(Metric::MalformedMessage),
+        malformed.len() as u64
+    );
+    assert_eq!(world.metrics.get(Metric::OrphanMessage), 1);
+    assert_eq!(world.triggers().len(), 1, "the good message fired, once");
+}

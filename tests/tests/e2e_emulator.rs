@@ -73,7 +73,7 @@ where
                 continue;
             }
             let (response, handled) =
-                executor_v2::handle(executor, &sqs_event(&received), metrics).await;
+                executor_v2::handle(executor, &queue, &sqs_event(&received), None, metrics).await;
             if std::env::var("E2E_TRACE").is_ok() {
                 eprintln!(
                     "{} received {} in {:?}, handled in {:?}",

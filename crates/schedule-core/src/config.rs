@@ -287,6 +287,8 @@ pub struct ExecutorConfig {
     pub store: StoreConfig,
     pub sdk: SdkSettings,
     pub action_trigger_queue_url: String,
+    /// The queue the executor reads: an early message goes back to it as a fresh copy.
+    pub execution_queue_url: String,
     pub validation: ValidationConfig,
     pub execute: crate::app::execute::ExecuteSettings,
 }
@@ -295,6 +297,7 @@ impl ExecutorConfig {
     pub const REQUIRED: &[&str] = &[
         "SCHEDULE_TABLE",
         "ACTION_TRIGGER_QUEUE_URL",
+        "EXECUTION_QUEUE_URL",
         "EXECUTION_MAX_RECEIVE_COUNT",
     ];
 
@@ -304,6 +307,7 @@ impl ExecutorConfig {
             store: StoreConfig::from_env(env)?,
             sdk: SdkSettings::from_env(env)?,
             action_trigger_queue_url: env.required("ACTION_TRIGGER_QUEUE_URL")?,
+            execution_queue_url: env.required("EXECUTION_QUEUE_URL")?,
             validation: ValidationConfig::from_env(env)?,
             execute: crate::app::execute::ExecuteSettings {
                 max_receive_count: env.number(
@@ -313,6 +317,7 @@ impl ExecutorConfig {
                 )? as u32,
                 default_misfire_grace: env
                     .span("DEFAULT_MISFIRE_GRACE", defaults.default_misfire_grace)?,
+                deadline_margin: env.span("EXECUTOR_DEADLINE_MARGIN", defaults.deadline_margin)?,
                 ..defaults
             },
         })
@@ -449,6 +454,24 @@ mod tests {
         let err = ExecutorConfig::from_env(&env(&[
             ("SCHEDULE_TABLE", "t"),
             ("ACTION_TRIGGER_QUEUE_URL", "q"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err, ConfigError::Missing("EXECUTION_QUEUE_URL"));
+        let ok = ExecutorConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("ACTION_TRIGGER_QUEUE_URL", "q"),
+            ("EXECUTION_QUEUE_URL", "e"),
+            ("EXECUTOR_DEADLINE_MARGIN", "5s"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (ok.execution_queue_url.as_str(), ok.execute.deadline_margin),
+            ("e", Duration::from_secs(5))
+        );
+        let err = ExecutorConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("ACTION_TRIGGER_QUEUE_URL", "q"),
+            ("EXECUTION_QUEUE_URL", "e"),
             ("DEVICE_REGISTRY_URL", "registry.local"),
         ]))
         .unwrap_err();
@@ -523,6 +546,7 @@ mod tests {
         let ok = ExecutorConfig::from_env(&env(&[
             ("SCHEDULE_TABLE", "t"),
             ("ACTION_TRIGGER_QUEUE_URL", "q"),
+            ("EXECUTION_QUEUE_URL", "e"),
             ("AWS_CONNECT_TIMEOUT_MS", "500"),
         ]))
         .unwrap();

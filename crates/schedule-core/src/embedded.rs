@@ -21,7 +21,7 @@ use crate::app::schedule::{ScheduleReport, ScheduleSettings, Scheduler};
 use crate::limits::{EXECUTION_MAX_RECEIVE_COUNT, SQS_MAX_RECEIVE};
 use crate::metrics::Metrics;
 use crate::model::TriggerMessage;
-use crate::ports::{ActionSink, DispatchQueue, ScheduleStore};
+use crate::ports::{ActionSink, DispatchQueue, OutgoingMessage, ScheduleStore};
 use crate::validation_cache::{CacheSettings, CachedValidator};
 
 pub type Validator = Arc<CachedValidator<Arc<InMemoryDeviceRegistry>>>;
@@ -194,12 +194,26 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
                     delivery_id: &m.receipt_handle,
                     body: &m.body,
                     receive_count: m.receive_count,
+                    deadline: None,
                 };
                 (m, self.executor.handle(incoming, &self.metrics).await)
             }))
             .await;
             for (m, outcome) in handled {
-                if outcome.acknowledge() {
+                let done = match &outcome {
+                    // As the Lambda edge does: a fresh, delayed copy first, then the delete.
+                    Outcome::Deferred { delay } => self
+                        .execution_queue
+                        .send_batch(&[OutgoingMessage {
+                            id: m.message_id.clone(),
+                            body: m.body.clone(),
+                            delay: *delay,
+                        }])
+                        .await
+                        .is_ok_and(|r| r.failed.is_empty()),
+                    other => other.acknowledge(),
+                };
+                if done {
                     self.execution_queue.delete(&m.receipt_handle).await?;
                 }
                 all.push((m.message_id.clone(), outcome));

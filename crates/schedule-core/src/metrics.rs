@@ -75,6 +75,11 @@ metrics! {
         OrphanMessage,
         /// Messages left for redelivery (lease held elsewhere, transient failure).
         Redelivered,
+        /// Execution messages that arrived early and went back as a fresh, delayed copy
+        /// (their item untouched, no receive spent).
+        Deferred,
+        /// FAILED occurrences a message redriven from the DLQ put back in the queue.
+        Redriven,
         ValidationCacheHit,
         ValidationCacheMiss,
         /// The registry could not answer; the occurrence went on with its scan-time result.

@@ -15,7 +15,7 @@ use schedule_core::model::Definition;
 use schedule_core::ports::DefinitionSource;
 
 /// The process's `SdkConfig`, with the timeouts the functions read (`AWS_*_TIMEOUT_MS`).
-async fn load_sdk() -> Result<schedule_core::adapters::SdkConfig, String> {
+pub(crate) async fn load_sdk() -> Result<schedule_core::adapters::SdkConfig, String> {
     let settings = SdkSettings::from_env(&Env::process()).map_err(|e| e.to_string())?;
     Ok(schedule_core::adapters::load_sdk_config(&settings).await)
 }

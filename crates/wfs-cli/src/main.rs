@@ -5,11 +5,13 @@
 //! wfs setup-local [--prefix NAME]
 //! wfs definitions put FILE
 //! wfs preview FILE [--count N] [--from TIME] [--json]
+//! wfs dlq redrive [--dry-run] [--max N] [--dlq-url URL] [--queue-url URL] [--endpoint-url URL]
 //! ```
 //!
 //! Exit codes: 0 ok, 1 a finding or a runtime failure, 2 a usage error.
 
 mod demo;
+mod dlq;
 mod local;
 mod preview;
 
@@ -36,6 +38,15 @@ commands:
           object; - reads standard input) from TIME (default now), in local time and
           UTC, marking those the daylight-saving policy moved or dropped; --json
           prints a JSON array of {utc, local, note}
+  dlq redrive [--dry-run] [--max N] [--dlq-url URL] [--queue-url URL] [--endpoint-url URL]
+          send each message of the execution DLQ back to the execution queue, then
+          delete it from the DLQ; the executor runs each FAILED step again under the
+          same execution id. Safe to interrupt and re-run (a message sent twice is
+          dropped by the executor). --dry-run lists what would be redriven (listed
+          messages stay hidden in the DLQ for its visibility timeout); --max N stops
+          after N messages. URLs default to EXECUTION_DLQ_URL, EXECUTION_QUEUE_URL and
+          AWS_ENDPOINT_URL. Exit 1 when a message is left in the DLQ (not an execution
+          message, or its send failed)
   help    show this text
 
 exit codes: 0 ok, 1 a finding or a runtime failure, 2 a usage error
@@ -59,6 +70,10 @@ async fn main() -> ExitCode {
                 .await
                 .map_err(CliError::Failed)
         }
+        Some("dlq") => match dlq::Options::parse(&args[1..], |k| std::env::var(k).ok()) {
+            Ok(options) => dlq::run(&options).await,
+            Err(e) => Err(e),
+        },
         Some("preview") => preview::Options::parse(&args[1..])
             .and_then(|options| preview::run(&options, chrono::Utc::now())),
         Some("help") => {

@@ -1,20 +1,25 @@
 //! `executor_v2`: the Lambda edge of the executor. An SQS batch (up to 10) is handled
 //! message by message, concurrently, one span each; the response lists the messages to
 //! be delivered again (`batchItemFailures`), so one bad message never fails the batch.
+//! A message that arrived early goes back to the execution queue as a fresh, delayed
+//! copy before the original is acknowledged, so waiting costs none of its receives.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures::future::join_all;
 use schedule_core::adapters::clock::SystemClock;
 use schedule_core::adapters::dynamo::DynamoScheduleStore;
 use schedule_core::adapters::http_validator::RegistryValidator;
-use schedule_core::adapters::sqs::SqsActionSink;
+use schedule_core::adapters::sqs::{SqsActionSink, SqsDispatchQueue};
 use schedule_core::app::execute::{Executor, Incoming, Outcome};
 use schedule_core::config::ExecutorConfig;
 use schedule_core::error::ConfigError;
 use schedule_core::metrics::Metrics;
-use schedule_core::ports::{ActionSink, Clock, DeviceValidator, ScheduleStore};
+use schedule_core::ports::{
+    ActionSink, Clock, DeviceValidator, DispatchQueue, OutgoingMessage, ScheduleStore,
+};
 use schedule_core::validation_cache::CachedValidator;
-use tracing::Instrument;
+use std::time::Duration;
+use tracing::{Instrument, warn};
 
 pub type AwsExecutor =
     Executor<DynamoScheduleStore, SqsActionSink, CachedValidator<RegistryValidator>, SystemClock>;
@@ -42,10 +47,19 @@ pub fn build(
     })
 }
 
+/// The execution queue, for the fresh copies of early messages.
+pub fn requeue(config: &ExecutorConfig, sdk: &aws_config::SdkConfig) -> SqsDispatchQueue {
+    SqsDispatchQueue::new(aws_sdk_sqs::Client::new(sdk), &config.execution_queue_url)
+}
+
 /// Handles a batch; returns the response and each message's outcome (for tests and logs).
-pub async fn handle<S, A, V, C>(
+/// `deadline` is the invocation's (from the Lambda context); `requeue` is the execution
+/// queue.
+pub async fn handle<S, A, V, C, Q>(
     executor: &Executor<S, A, V, C>,
+    requeue: &Q,
     event: &SqsEvent,
+    deadline: Option<chrono::DateTime<chrono::Utc>>,
     metrics: &Metrics,
 ) -> (SqsBatchResponse, Vec<(String, Outcome)>)
 where
@@ -53,6 +67,7 @@ where
     A: ActionSink,
     V: DeviceValidator,
     C: Clock,
+    Q: DispatchQueue,
 {
     let handled = event.records.iter().map(|record| {
         let message_id = record.message_id.clone().unwrap_or_default();
@@ -70,22 +85,58 @@ where
                 delivery_id,
                 body: record.body.as_deref().unwrap_or(""),
                 receive_count,
+                deadline,
             };
             let outcome = executor.handle(incoming, metrics).await;
-            (message_id, outcome)
+            let acknowledged = match &outcome {
+                Outcome::Deferred { delay } => {
+                    defer(requeue, &message_id, incoming.body, *delay).await
+                }
+                other => other.acknowledge(),
+            };
+            (message_id, outcome, acknowledged)
         }
         .instrument(span)
     });
-    let outcomes = join_all(handled).await;
+    let handled = join_all(handled).await;
     let mut response = SqsBatchResponse::default();
-    for (id, outcome) in &outcomes {
-        if !outcome.acknowledge() {
+    let mut outcomes = Vec::with_capacity(handled.len());
+    for (id, outcome, acknowledged) in handled {
+        if !acknowledged {
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id.clone();
             response.batch_item_failures.push(failure);
         }
+        outcomes.push((id, outcome));
     }
     (response, outcomes)
+}
+
+/// Sends a fresh copy of an early message with `delay`; `true` when it went out, so the
+/// original may be deleted. On failure the original is reported for redelivery instead
+/// (one receive spent, nothing lost).
+async fn defer<Q: DispatchQueue>(
+    requeue: &Q,
+    message_id: &str,
+    body: &str,
+    delay: Duration,
+) -> bool {
+    let copy = OutgoingMessage {
+        id: message_id.to_owned(),
+        body: body.to_owned(),
+        delay,
+    };
+    match requeue.send_batch(std::slice::from_ref(&copy)).await {
+        Ok(report) if report.failed.is_empty() => true,
+        Ok(report) => {
+            warn!(message_id, failed = ?report.failed, "fresh copy of an early message not sent; left for redelivery");
+            false
+        }
+        Err(e) => {
+            warn!(message_id, error = %schedule_core::error::chain(&e), "fresh copy of an early message not sent; left for redelivery");
+            false
+        }
+    }
 }
 
 #[cfg(test)]
@@ -105,7 +156,14 @@ mod tests {
             "2026-11-26T10:30:00Z".parse().unwrap(),
             EmbeddedSettings::default(),
         );
-        let (response, outcomes) = handle(&world.executor, &event, &world.metrics).await;
+        let (response, outcomes) = handle(
+            &world.executor,
+            &world.execution_queue,
+            &event,
+            None,
+            &world.metrics,
+        )
+        .await;
         // The first names an occurrence this (empty) store does not have: dropped.
         // The second is not an execution message: reported, so SQS redelivers it and
         // finally moves it to the DLQ.

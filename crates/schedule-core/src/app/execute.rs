@@ -1,22 +1,48 @@
-//! Executing one message of the execution queue: read the occurrence, drop duplicates,
-//! re-validate the device, push the trigger message to the action trigger queue (with
-//! retries), and record the outcome. Each message is handled on its own; the Lambda edge
-//! turns the outcomes into a partial batch response.
+//! Executing one message of the execution queue. Each message is handled on its own; the
+//! Lambda edge turns the outcomes into a partial batch response.
+//!
+//! The steps, in order, and why in that order:
+//!
+//! 1. **Too early?** Decided from the message alone, before any read or write: an early
+//!    copy goes back as a fresh, delayed one ([`Outcome::Deferred`]); SQS counts every
+//!    receive toward `maxReceiveCount`, so holding the same copy would spend the step's
+//!    receives without a send.
+//! 2. **Open**: read the occurrence; drop duplicates; PENDING → QUEUED (the scheduler's
+//!    write may not have landed); FAILED → QUEUED (a message redriven from the DLQ runs the
+//!    step again, under the same execution id).
+//! 3. **Check grace**: later than its misfire grace → MISSED.
+//! 4. **Re-validate** the device (cached): inactive → SKIPPED.
+//! 5. **Wait** until due, if the invocation's deadline leaves time for the send.
+//! 6. **Claim** a short lease, conditional on QUEUED, right before the send: whoever moved
+//!    the occurrence meanwhile (a concurrent copy, the scheduler's sweep of old QUEUED
+//!    items) wins, and this copy sends nothing.
+//! 7. **Deliver** the trigger, retried within this receive and the deadline.
+//! 8. **Record** EXECUTED (or the failed attempts), conditional on QUEUED.
+//!
+//! Every write is conditional on the status read, and the send and the outcomes decided
+//! before it (MISSED, SKIPPED) happen under the claim, so two deliveries never both win;
+//! another writer (the sweep of old QUEUED items) must take the same lease, or wait for
+//! it to expire, before it moves a QUEUED occurrence. On the
+//! last receive (SQS moves the message to the DLQ next) no outcome leaves the occurrence
+//! silently QUEUED: a retryable failure becomes FAILED, a send whose EXECUTED write failed
+//! is recorded EXECUTED (never FAILED: the step fired), and a copy that found another
+//! delivery's lease leaves the outcome to it.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use backon::Retryable;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::ExecutionMessage;
-use crate::error::QueueError;
+use crate::error::{QueueError, StoreError, ValidationError, chain};
 use crate::metrics::{Metric, Metrics};
 use crate::model::{
     ScheduleItem, ScheduleKey, Status, StatusChange, Timestamp, TriggerMessage, Validation,
 };
 use crate::ports::{ActionSink, Clock, DeviceValidator, ScheduleStore};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, retrying};
 
 #[derive(Debug, Clone)]
 pub struct ExecuteSettings {
@@ -24,14 +50,17 @@ pub struct ExecuteSettings {
     pub max_receive_count: u32,
     /// Attempts to push one trigger within one receive (3), with jittered backoff.
     pub send_retry: RetryPolicy,
-    /// Retries of the status write after a send.
+    /// Retries of a read or a status write.
     pub status_retry: RetryPolicy,
     /// How long one copy of a message owns the occurrence.
     pub lease: Duration,
     /// A message that arrives at most this early is held until the step is due; an
-    /// earlier one goes back to the queue.
+    /// earlier one goes back to the queue as a fresh, delayed copy.
     pub early_wait_limit: Duration,
     pub default_misfire_grace: Duration,
+    /// Time kept free before the invocation's deadline: no wait or send starts that
+    /// would end closer to it (one send and its status write fit in it).
+    pub deadline_margin: Duration,
 }
 
 impl Default for ExecuteSettings {
@@ -53,6 +82,7 @@ impl Default for ExecuteSettings {
             lease: Duration::from_secs(60),
             early_wait_limit: Duration::from_secs(2),
             default_misfire_grace: Duration::from_secs(3600),
+            deadline_margin: Duration::from_secs(2),
         }
     }
 }
@@ -67,6 +97,9 @@ pub struct Incoming<'a> {
     pub body: &'a str,
     /// `ApproximateReceiveCount`, 1 on the first delivery.
     pub receive_count: u32,
+    /// When the invocation ends (the Lambda deadline); no attempt is started that could
+    /// not finish before it. `None`: no limit (a local poller).
+    pub deadline: Option<DateTime<Utc>>,
 }
 
 /// What became of one message.
@@ -86,6 +119,13 @@ pub enum Outcome {
     Missed,
     /// No such occurrence (expired or never written).
     Orphan,
+    /// Too early: the edge sends a fresh copy of the body with this delay (at most the
+    /// SQS maximum of 900 s) and then deletes this one, so no receive of the step is
+    /// spent; if that send fails, this copy is left for redelivery instead. The item was
+    /// not read or written.
+    Deferred {
+        delay: Duration,
+    },
     /// Try again on the next delivery.
     Retry {
         reason: String,
@@ -99,7 +139,8 @@ pub enum Outcome {
     Unrecorded {
         reason: String,
     },
-    /// Marked FAILED; the message stays unacknowledged so SQS moves it to the DLQ.
+    /// Marked FAILED (or found FAILED by a late copy); the message stays unacknowledged so
+    /// SQS moves it to the DLQ.
     Failed {
         reason: String,
     },
@@ -110,7 +151,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Delete the message (`true`), or report it as a batch item failure.
+    /// Delete the message (`true`), or report it as a batch item failure. A
+    /// [`Outcome::Deferred`] message is deleted only once its fresh copy is sent, which
+    /// the edge does.
     pub fn acknowledge(&self) -> bool {
         matches!(
             self,
@@ -120,6 +163,70 @@ impl Outcome {
                 | Outcome::Missed
                 | Outcome::Orphan
         )
+    }
+}
+
+/// Why a step of the executor could not complete; the chain names the occurrence, the
+/// operation and the service's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error("reading occurrence {key}")]
+    Read {
+        key: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("recording {from} -> {to} on occurrence {key}")]
+    Write {
+        key: String,
+        from: Status,
+        to: Status,
+        #[source]
+        source: StoreError,
+    },
+    #[error("leasing occurrence {key}")]
+    Lease {
+        key: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("re-validating the device")]
+    Registry(#[source] ValidationError),
+    #[error("sending trigger {execution_id} (attempt {attempt})")]
+    Send {
+        execution_id: String,
+        attempt: u32,
+        #[source]
+        source: QueueError,
+    },
+    #[error(
+        "the invocation ends at {deadline}: too soon to {what} (due {due}, {margin_ms} ms kept free)"
+    )]
+    Deadline {
+        deadline: DateTime<Utc>,
+        due: Timestamp,
+        margin_ms: u128,
+        what: &'static str,
+    },
+}
+
+impl ExecuteError {
+    /// Whether a later delivery may succeed where this one failed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ExecuteError::Read { source, .. }
+            | ExecuteError::Write { source, .. }
+            | ExecuteError::Lease { source, .. } => source.is_retryable(),
+            ExecuteError::Registry(e) => e.is_retryable(),
+            ExecuteError::Send { source, .. } => source.is_retryable(),
+            ExecuteError::Deadline { .. } => true,
+        }
+    }
+
+    fn retry(self) -> Outcome {
+        Outcome::Retry {
+            reason: chain(&self),
+        }
     }
 }
 
@@ -145,293 +252,589 @@ impl<S, A, V, C> Executor<S, A, V, C> {
     }
 }
 
-fn seed_of(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// Step 2's result: an occurrence to work on, or this message's outcome.
+enum Opened {
+    Ready(Box<ScheduleItem>),
+    Done(Outcome),
+}
+
+/// Step 6's result.
+enum Claim {
+    Held,
+    Lost(Outcome),
+}
+
+/// Step 7's result: the trigger that went out and how many attempts failed before it, or
+/// the last error and the number of failed attempts.
+enum Delivery {
+    Sent {
+        trigger: TriggerMessage,
+        failures: u32,
+    },
+    NotSent {
+        error: ExecuteError,
+        failures: u32,
+    },
 }
 
 impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, A, V, C> {
     pub async fn handle(&self, msg: Incoming<'_>, metrics: &Metrics) -> Outcome {
-        let key = match ExecutionMessage::parse(msg.body) {
-            Ok((_, key)) => key,
+        let (message, key) = match ExecutionMessage::parse(msg.body) {
+            Ok(parsed) => parsed,
             Err(e) => {
                 metrics.incr(Metric::MalformedMessage);
-                warn!(message_id = msg.message_id, receive_count = msg.receive_count, error = %e, "malformed execution message; left to reach the DLQ");
+                warn!(message_id = msg.message_id, receive_count = msg.receive_count, error = %chain(&e), "malformed execution message; left to reach the DLQ");
                 return Outcome::Malformed {
                     reason: e.to_string(),
                 };
             }
         };
+        let limit = self.settings.early_wait_limit;
+        if let Some(delay) = put_back_for(message.scheduled_time, self.clock.now(), limit) {
+            metrics.incr(Metric::Deferred);
+            info!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, delay_s = delay.as_secs(), "early; goes back as a delayed copy");
+            return Outcome::Deferred { delay };
+        }
         let outcome = self.execute(&key, msg, metrics).await;
-        match outcome {
-            Outcome::Retry { reason } if msg.receive_count >= self.settings.max_receive_count => {
-                // This was the last delivery: SQS moves the message to the DLQ next, so the
-                // occurrence must say FAILED too, never stay QUEUED.
-                self.fail_on_last_receive(&key, reason, metrics).await
-            }
-            Outcome::Retry { ref reason } => {
+        if msg.receive_count >= self.settings.max_receive_count {
+            return self.settle_last_receive(&key, msg, outcome, metrics).await;
+        }
+        match &outcome {
+            Outcome::Retry { reason } => {
                 metrics.incr(Metric::Redelivered);
                 info!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, reason = %reason, "left for redelivery");
-                outcome
             }
-            Outcome::Busy => {
-                metrics.incr(Metric::Redelivered);
-                outcome
-            }
-            Outcome::Unrecorded { ref reason } => {
+            Outcome::Busy => metrics.incr(Metric::Redelivered),
+            Outcome::Unrecorded { reason } => {
                 metrics.incr(Metric::Redelivered);
                 warn!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, error = %reason, "trigger sent, outcome not recorded; left for redelivery");
-                outcome
             }
-            other => other,
+            _ => {}
         }
-    }
-
-    async fn fail_on_last_receive(
-        &self,
-        key: &ScheduleKey,
-        reason: String,
-        metrics: &Metrics,
-    ) -> Outcome {
-        let now = self.now();
-        let status = match self.read(key).await {
-            Ok(Some(item)) => item.status,
-            Ok(None) => return Outcome::Orphan,
-            Err(e) => {
-                return Outcome::Failed {
-                    reason: format!(
-                        "{reason}; and reading it failed: {}",
-                        crate::error::chain(&e)
-                    ),
-                };
-            }
-        };
-        if status == Status::Pending
-            && let Ok(c) = StatusChange::transition(Status::Pending, Status::Queued, now)
-        {
-            let _ = self.change(key, c).await;
-        }
-        if let Ok(c) = StatusChange::transition(Status::Queued, Status::Failed, now) {
-            match self.change(key, c.with_error(reason.clone())).await {
-                Ok(true) => {
-                    metrics.incr(Metric::Failed);
-                    warn!(pk = %key.pk, sk = %key.sk, error = %reason, "occurrence FAILED on its last delivery; its message goes to the DLQ");
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    warn!(pk = %key.pk, sk = %key.sk, error = %e, "could not record FAILED; the scheduler reports it as stuck")
-                }
-            }
-        }
-        Outcome::Failed { reason }
-    }
-
-    /// A read, retried while the store is throttled: one slow moment must not cost a
-    /// delivery (after the last one, the occurrence is FAILED).
-    async fn read(
-        &self,
-        key: &ScheduleKey,
-    ) -> Result<Option<ScheduleItem>, crate::error::StoreError> {
-        let read = || self.store.get(key);
-        read.retry(self.settings.status_retry)
-            .when(|e| e.is_retryable())
-            .await
-    }
-
-    async fn change(&self, key: &ScheduleKey, change: StatusChange) -> Result<bool, String> {
-        let write = || self.store.change_status(key, &change);
-        write
-            .retry(self.settings.status_retry)
-            .when(|e| e.is_retryable())
-            .await
-            .map_err(|e| crate::error::chain(&e))
-    }
-
-    fn now(&self) -> Timestamp {
-        Timestamp::from_datetime(self.clock.now())
+        outcome
     }
 
     async fn execute(&self, key: &ScheduleKey, msg: Incoming<'_>, metrics: &Metrics) -> Outcome {
-        let mut item = match self.read(key).await {
+        let item = match self.read(key, msg).await {
             Ok(Some(item)) => item,
             Ok(None) => {
                 metrics.incr(Metric::OrphanMessage);
                 warn!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, "no such occurrence; message dropped");
                 return Outcome::Orphan;
             }
-            Err(e) => {
-                return Outcome::Retry {
-                    reason: crate::error::chain(&e),
-                };
-            }
+            Err(e) => return e.retry(),
         };
+        let item = match self.open(key, item, msg, metrics).await {
+            Ok(Opened::Ready(item)) => *item,
+            Ok(Opened::Done(outcome)) => return outcome,
+            Err(e) => return e.retry(),
+        };
+        if let Some(reason) = self.past_grace(&item) {
+            let change = StatusChange::missed_in_queue(self.now(), reason);
+            return self.finish(key, &item, change, msg, metrics).await;
+        }
+        match self.revalidate(&item, metrics).await {
+            Ok(Validation::Valid) => {}
+            Ok(Validation::Invalid) => {
+                let change =
+                    StatusChange::skipped(self.now(), "device is not active in the registry");
+                return self.finish(key, &item, change, msg, metrics).await;
+            }
+            Err(e) => return e.retry(),
+        }
+        if let Err(e) = self.time_left_to_send(item.scheduled_time, msg) {
+            return e.retry();
+        }
+        // Never early: the reads and writes above ran ahead of time; hold the last moment
+        // before the step is due, then claim and send at once.
+        self.wait_until(item.scheduled_time).await;
+        match self.claim(key, msg, metrics).await {
+            Ok(Claim::Held) => {}
+            Ok(Claim::Lost(outcome)) => return outcome,
+            Err(e) => return e.retry(),
+        }
+        let delivery = self.deliver(&item, msg, metrics).await;
+        self.record(key, &item, delivery, msg, metrics).await
+    }
+
+    /// Step 2: what the occurrence's status says about this message, moving it to QUEUED
+    /// when it is PENDING (the scheduler's write has not landed) or FAILED (a redrive).
+    async fn open(
+        &self,
+        key: &ScheduleKey,
+        mut item: ScheduleItem,
+        msg: Incoming<'_>,
+        metrics: &Metrics,
+    ) -> Result<Opened, ExecuteError> {
         match item.status {
-            Status::Failed => {
-                // Its message belongs in the DLQ with it: keep failing it until SQS moves it.
-                return Outcome::Failed {
-                    reason: item
-                        .last_error
-                        .clone()
-                        .unwrap_or_else(|| "already FAILED".to_owned()),
-                };
-            }
-            st if st.is_terminal() => {
-                metrics.incr(Metric::Duplicate);
-                info!(message_id = msg.message_id, execution_id = %item.execution_id(), status = %st, "duplicate delivery dropped");
-                return Outcome::Duplicate { status: st };
-            }
+            Status::Queued => {}
             Status::Pending => {
-                // The scheduler sent the message but its QUEUED write has not landed (or
-                // was lost): move the occurrence on here; whoever wins, it is QUEUED.
-                let to_queued =
-                    StatusChange::transition(Status::Pending, Status::Queued, self.now());
-                if let Ok(c) = to_queued
-                    && let Err(e) = self.change(key, c).await
-                {
-                    return Outcome::Retry { reason: e };
-                }
+                // Whoever wins, it is QUEUED (or moved on, which the claim finds out).
+                self.change(key, StatusChange::queued(self.now()), msg)
+                    .await?;
                 item.status = Status::Queued;
             }
-            _ => {}
-        }
-
-        // A message far too early goes back (SQS delays make this rare).
-        let until_due = (item.scheduled_time.as_datetime() - self.clock.now()).num_milliseconds();
-        if until_due > self.settings.early_wait_limit.as_millis() as i64 {
-            return Outcome::Retry {
-                reason: format!("arrived {until_due}ms before it is due"),
-            };
-        }
-
-        let now = self.now();
-        let lease = || {
-            self.store.try_lease(
-                key,
-                Status::Queued,
-                msg.delivery_id,
-                now.plus(self.settings.lease),
-                now,
-            )
-        };
-        match lease
-            .retry(self.settings.status_retry)
-            .when(|e| e.is_retryable())
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                // Another copy holds it, or it moved on since we read it.
-                return match self.read(key).await {
-                    Ok(Some(i)) if i.status.is_terminal() && i.status != Status::Failed => {
-                        metrics.incr(Metric::Duplicate);
-                        Outcome::Duplicate { status: i.status }
-                    }
-                    _ => Outcome::Busy,
-                };
+            Status::Failed => {
+                // FAILED is written on a message's last receive only, so this is a message
+                // moved back from the DLQ: run the step again, same execution id.
+                if !self
+                    .change(key, StatusChange::redriven(self.now()), msg)
+                    .await?
+                {
+                    return Ok(Opened::Done(Outcome::Busy));
+                }
+                metrics.incr(Metric::Redriven);
+                info!(message_id = msg.message_id, execution_id = %item.execution_id(), "FAILED occurrence redriven; running it again");
+                item.status = Status::Queued;
             }
-            Err(e) => {
-                return Outcome::Retry {
-                    reason: crate::error::chain(&e),
-                };
+            st => {
+                metrics.incr(Metric::Duplicate);
+                info!(message_id = msg.message_id, execution_id = %item.execution_id(), status = %st, "duplicate delivery dropped");
+                return Ok(Opened::Done(Outcome::Duplicate { status: st }));
             }
         }
+        Ok(Opened::Ready(Box::new(item)))
+    }
 
+    /// Step 3: why the occurrence is past its misfire grace, if it is.
+    fn past_grace(&self, item: &ScheduleItem) -> Option<String> {
         let grace = item
             .misfire_grace
             .unwrap_or(self.settings.default_misfire_grace);
-        let late_s = now.epoch_seconds() - item.scheduled_time.epoch_seconds();
-        if late_s > grace.as_secs() as i64 {
-            let reason = format!(
+        let late_s = self.now().epoch_seconds() - item.scheduled_time.epoch_seconds();
+        (late_s > grace.as_secs() as i64).then(|| {
+            format!(
                 "executed {late_s}s after it was due, past its misfire grace of {}s",
                 grace.as_secs()
-            );
-            return self
-                .finish(
-                    key,
-                    &item,
-                    Status::Missed,
-                    Some(reason),
-                    None,
-                    metrics,
-                    Outcome::Missed,
-                )
-                .await;
-        }
+            )
+        })
+    }
 
+    /// Step 4: the device's status now; a registry outage falls back on the scan-time
+    /// result when there is one, so it does not stop the fleet.
+    async fn revalidate(
+        &self,
+        item: &ScheduleItem,
+        metrics: &Metrics,
+    ) -> Result<Validation, ExecuteError> {
         match self
             .validator
             .validate(&item.tenant_id, &item.device_id)
             .await
         {
-            Ok(Validation::Valid) => {}
-            Ok(Validation::Invalid) => {
-                let reason = "device is not active in the registry".to_owned();
-                return self
-                    .finish(
-                        key,
-                        &item,
-                        Status::Skipped,
-                        Some(reason),
-                        Some(Validation::Invalid),
-                        metrics,
-                        Outcome::Skipped,
-                    )
-                    .await;
-            }
+            Ok(v) => Ok(v),
             Err(e) if item.validation_result == Some(Validation::Valid) => {
-                // Validated at scan time; a registry outage must not stop the fleet.
                 metrics.incr(Metric::ValidationUnavailable);
-                warn!(execution_id = %item.execution_id(), error = %e, "registry unavailable; going on with the scan-time validation");
+                warn!(execution_id = %item.execution_id(), error = %chain(&e), "registry unavailable; going on with the scan-time validation");
+                Ok(Validation::Valid)
             }
-            Err(e) => {
-                return Outcome::Retry {
-                    reason: crate::error::chain(&e),
-                };
-            }
+            Err(e) => Err(ExecuteError::Registry(e)),
         }
-
-        // Never early: the reads and writes above ran ahead of time; hold the last moment
-        // before the step is due, then send at once.
-        self.wait_until(item.scheduled_time).await;
-        self.send(key, &item, msg, metrics).await
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Step 5's guard: the wait until `due` and one send must end `deadline_margin` before
+    /// the invocation's deadline.
+    fn time_left_to_send(&self, due: Timestamp, msg: Incoming<'_>) -> Result<(), ExecuteError> {
+        let Some(deadline) = msg.deadline else {
+            return Ok(());
+        };
+        let starts = due.as_datetime().max(self.clock.now());
+        let margin = self.settings.deadline_margin;
+        if starts + chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::MAX) <= deadline
+        {
+            return Ok(());
+        }
+        Err(ExecuteError::Deadline {
+            deadline,
+            due,
+            margin_ms: margin.as_millis(),
+            what: "wait until due and send",
+        })
+    }
+
+    /// Step 6: a lease on the QUEUED occurrence for this delivery; when another writer got
+    /// there first, what that means for this copy.
+    async fn claim(
+        &self,
+        key: &ScheduleKey,
+        msg: Incoming<'_>,
+        metrics: &Metrics,
+    ) -> Result<Claim, ExecuteError> {
+        if self.lease(key, msg).await? {
+            return Ok(Claim::Held);
+        }
+        // Another copy holds it, or it moved on since it was read.
+        let outcome = match self.read(key, msg).await? {
+            None => Outcome::Orphan,
+            Some(i) if i.status == Status::Failed => {
+                // Another writer (the sweep of old QUEUED items) gave up on it: send
+                // nothing, and let this message join it in the DLQ.
+                warn!(message_id = msg.message_id, execution_id = %i.execution_id(), "found FAILED before sending; nothing sent");
+                Outcome::Failed {
+                    reason: i
+                        .last_error
+                        .unwrap_or_else(|| "FAILED by another writer".to_owned()),
+                }
+            }
+            Some(i) if i.status.is_terminal() => {
+                metrics.incr(Metric::Duplicate);
+                Outcome::Duplicate { status: i.status }
+            }
+            Some(_) => Outcome::Busy,
+        };
+        Ok(Claim::Lost(outcome))
+    }
+
+    /// Step 7: the trigger, attempted up to `send_retry.attempts` times within this
+    /// receive, with jitter seeded per message and receive, and no wait past the deadline.
+    async fn deliver(&self, item: &ScheduleItem, msg: Incoming<'_>, metrics: &Metrics) -> Delivery {
+        let failures = AtomicU32::new(0);
+        let seed_key = format!("{}#{}", msg.message_id, msg.receive_count);
+        let sent = retrying(
+            self.settings.send_retry,
+            &seed_key,
+            &self.clock,
+            self.stop_at(msg),
+            || async {
+                let failed = failures.load(Ordering::SeqCst);
+                if failed > 0 {
+                    metrics.incr(Metric::SendRetries);
+                }
+                let attempt = item.retry_count + failed + 1;
+                let trigger = TriggerMessage::for_item(item, self.clock.now(), attempt);
+                match self.sink.send(&trigger).await {
+                    Ok(()) => Ok(trigger),
+                    Err(source) => {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                        let e = ExecuteError::Send {
+                            execution_id: trigger.execution_id.to_string(),
+                            attempt,
+                            source,
+                        };
+                        warn!(execution_id = %trigger.execution_id, attempt, error = %chain(&e), retryable = e.is_retryable(), "trigger send failed");
+                        Err(e)
+                    }
+                }
+            },
+        )
+        .await;
+        let failures = failures.load(Ordering::SeqCst);
+        match sent {
+            Ok(trigger) => Delivery::Sent { trigger, failures },
+            Err(error) => Delivery::NotSent { error, failures },
+        }
+    }
+
+    /// Step 8: EXECUTED, or the failed attempts (FAILED on the last receive).
+    async fn record(
+        &self,
+        key: &ScheduleKey,
+        item: &ScheduleItem,
+        delivery: Delivery,
+        msg: Incoming<'_>,
+        metrics: &Metrics,
+    ) -> Outcome {
+        match delivery {
+            Delivery::Sent { trigger, failures } => {
+                self.record_sent(key, item, trigger, failures, msg, metrics)
+                    .await
+            }
+            Delivery::NotSent { error, failures } => {
+                self.record_not_sent(key, item, error, failures, msg, metrics)
+                    .await
+            }
+        }
+    }
+
+    async fn record_sent(
+        &self,
+        key: &ScheduleKey,
+        item: &ScheduleItem,
+        trigger: TriggerMessage,
+        failures: u32,
+        msg: Incoming<'_>,
+        metrics: &Metrics,
+    ) -> Outcome {
+        let sent_at = chrono::DateTime::parse_from_rfc3339(&trigger.sent_at)
+            .map(|t| t.to_utc())
+            .unwrap_or_else(|_| self.clock.now());
+        let lateness_ms = (sent_at - item.scheduled_time.as_datetime())
+            .num_milliseconds()
+            .max(0) as u64;
+        metrics.incr(Metric::Executed);
+        metrics.sample(Metric::LatenessMs, lateness_ms as f64);
+        info!(execution_id = %trigger.execution_id, tenant_id = %item.tenant_id, device_workflow_step_id = %item.device_workflow_step_id,
+              device_id = %item.device_id, scheduled_time = %item.scheduled_time, lateness_ms, attempt = trigger.attempt, "trigger sent");
+        let change = StatusChange::executed(Timestamp::from_datetime(sent_at))
+            .with_lateness_ms(lateness_ms)
+            .with_retries(failures);
+        // On the last receive nothing but the sweep comes after this write, and the sweep
+        // could only fail an occurrence that did fire: give it a second round of attempts.
+        let rounds = if self.is_last(msg) { 2 } else { 1 };
+        let mut written = Ok(false);
+        for _ in 0..rounds {
+            written = self.change(key, change.clone(), msg).await;
+            if written.is_ok() {
+                break;
+            }
+        }
+        match written {
+            Ok(recorded) => {
+                if !recorded {
+                    // Moved on while the trigger was in flight, by a writer that ignored
+                    // this delivery's lease: the table now disagrees with what was sent.
+                    error!(execution_id = %trigger.execution_id, pk = %key.pk, sk = %key.sk, "trigger sent, but the occurrence was no longer QUEUED under this delivery's lease");
+                }
+                Outcome::Executed {
+                    execution_id: trigger.execution_id.to_string(),
+                    lateness_ms,
+                    attempts: failures + 1,
+                }
+            }
+            // Sent but not recorded: a redelivery may send again, with the same
+            // execution_id, which the consumer drops.
+            Err(e) => Outcome::Unrecorded {
+                reason: format!("trigger sent but EXECUTED not recorded: {}", chain(&e)),
+            },
+        }
+    }
+
+    async fn record_not_sent(
+        &self,
+        key: &ScheduleKey,
+        item: &ScheduleItem,
+        error: ExecuteError,
+        failures: u32,
+        msg: Incoming<'_>,
+        metrics: &Metrics,
+    ) -> Outcome {
+        let reason = chain(&error);
+        let last = self.is_last(msg);
+        let change = if last {
+            StatusChange::failed(self.now(), reason.clone()).with_retries(failures)
+        } else {
+            StatusChange::attempts_failed(Status::Queued, self.now(), failures, reason.clone())
+        };
+        if let Err(write) = self.change(key, change, msg).await {
+            return Outcome::Retry {
+                reason: format!("{reason}; and recording it failed: {}", chain(&write)),
+            };
+        }
+        if last {
+            metrics.incr(Metric::Failed);
+            warn!(execution_id = %item.execution_id(), receive_count = msg.receive_count, error = %reason, "occurrence FAILED; its message goes to the DLQ");
+            Outcome::Failed { reason }
+        } else {
+            Outcome::Retry { reason }
+        }
+    }
+
+    /// Records a final outcome decided before any send (MISSED, SKIPPED), under a claim.
     async fn finish(
         &self,
         key: &ScheduleKey,
         item: &ScheduleItem,
-        to: Status,
-        reason: Option<String>,
-        validation: Option<Validation>,
+        change: StatusChange,
+        msg: Incoming<'_>,
         metrics: &Metrics,
-        outcome: Outcome,
     ) -> Outcome {
-        let Ok(mut change) = StatusChange::transition(item.status, to, self.now()) else {
-            return Outcome::Retry {
-                reason: format!("{} cannot become {to}", item.status),
-            };
-        };
-        if let Some(r) = &reason {
-            change = change.with_error(r.clone());
+        // Claimed like a send: a concurrent copy that holds the lease may be sending right
+        // now, and must not find its occurrence SKIPPED or MISSED under it.
+        match self.claim(key, msg, metrics).await {
+            Ok(Claim::Held) => {}
+            Ok(Claim::Lost(outcome)) => return outcome,
+            Err(e) => return e.retry(),
         }
-        if let Some(v) = validation {
-            change = change.with_validation(v);
-        }
-        match self.change(key, change).await {
-            Ok(_) => {
+        let to = change.to;
+        let reason = change.error.clone().unwrap_or_default();
+        match self.change(key, change, msg).await {
+            Ok(true) => {
                 metrics.incr(match to {
                     Status::Skipped => Metric::Skipped,
-                    Status::Missed => Metric::Missed,
-                    _ => Metric::Failed,
+                    _ => Metric::Missed,
                 });
                 warn!(execution_id = %item.execution_id(), tenant_id = %item.tenant_id, device_id = %item.device_id,
-                      scheduled_time = %item.scheduled_time, status = %to, reason = reason.as_deref().unwrap_or(""), "occurrence not executed");
-                outcome
+                      scheduled_time = %item.scheduled_time, status = %to, reason = %reason, "occurrence not executed");
+                if to == Status::Skipped {
+                    Outcome::Skipped
+                } else {
+                    Outcome::Missed
+                }
             }
-            Err(e) => Outcome::Retry { reason: e },
+            // Another writer moved it first; the next delivery finds out what to do.
+            Ok(false) => Outcome::Busy,
+            Err(e) => e.retry(),
         }
+    }
+
+    /// On the last receive, SQS moves an unacknowledged message to the DLQ next: make sure
+    /// the occurrence does not stay QUEUED behind it.
+    async fn settle_last_receive(
+        &self,
+        key: &ScheduleKey,
+        msg: Incoming<'_>,
+        outcome: Outcome,
+        metrics: &Metrics,
+    ) -> Outcome {
+        match outcome {
+            Outcome::Retry { reason } => self.fail_on_last_receive(key, reason, msg, metrics).await,
+            Outcome::Busy => self.left_to_holder(key, msg, metrics),
+            Outcome::Unrecorded { reason } => {
+                // The trigger went out: never FAILED. The message goes to the DLQ; the
+                // sweep of old QUEUED items re-dispatches it under the same execution id.
+                error!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, error = %reason, "trigger sent on the last receive and EXECUTED could not be recorded");
+                Outcome::Unrecorded { reason }
+            }
+            other => other,
+        }
+    }
+
+    /// QUEUED → FAILED under a claim, so a delivery that is sending right now keeps the
+    /// occurrence. The claim and the write need no read first, so an unreadable table does
+    /// not leave the occurrence QUEUED; a read only explains a lost claim.
+    async fn fail_on_last_receive(
+        &self,
+        key: &ScheduleKey,
+        reason: String,
+        msg: Incoming<'_>,
+        metrics: &Metrics,
+    ) -> Outcome {
+        let failed = StatusChange::failed(self.now(), reason.clone());
+        let written = match self.lease(key, msg).await {
+            Ok(true) => self.change(key, failed, msg).await,
+            Ok(false) => match self.read(key, msg).await {
+                Ok(None) => return Outcome::Orphan,
+                Ok(Some(i)) if i.status == Status::Pending => {
+                    // Never marked QUEUED: mark it, claim it, fail it, each conditional.
+                    match self
+                        .change(key, StatusChange::queued(self.now()), msg)
+                        .await
+                    {
+                        Ok(_) => match self.lease(key, msg).await {
+                            Ok(true) => self.change(key, failed, msg).await,
+                            Ok(false) => return self.left_to_holder(key, msg, metrics),
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e),
+                    }
+                }
+                Ok(Some(i)) if i.status == Status::Queued => {
+                    return self.left_to_holder(key, msg, metrics);
+                }
+                Ok(Some(i)) if i.status == Status::Failed => Ok(false),
+                Ok(Some(i)) => {
+                    metrics.incr(Metric::Duplicate);
+                    return Outcome::Duplicate { status: i.status };
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(true) => {
+                metrics.incr(Metric::Failed);
+                warn!(pk = %key.pk, sk = %key.sk, error = %reason, "occurrence FAILED on its last delivery; its message goes to the DLQ");
+                Outcome::Failed { reason }
+            }
+            Ok(false) => Outcome::Failed { reason },
+            Err(e) => {
+                error!(pk = %key.pk, sk = %key.sk, error = %chain(&e), cause = %reason, "could not record FAILED on the last delivery; the scheduler's sweep of old QUEUED items settles it");
+                Outcome::Failed {
+                    reason: format!("{reason}; and recording FAILED failed: {}", chain(&e)),
+                }
+            }
+        }
+    }
+
+    /// Another delivery holds the occurrence on this message's last receive: it records
+    /// the outcome; failing it here could fail a step that is being sent right now.
+    fn left_to_holder(&self, key: &ScheduleKey, msg: Incoming<'_>, metrics: &Metrics) -> Outcome {
+        metrics.incr(Metric::Redelivered);
+        info!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, "last receive found another delivery's lease; the outcome is left to it");
+        Outcome::Busy
+    }
+
+    /// Takes (or renews) this delivery's lease on the QUEUED occurrence; `Ok(false)`: not
+    /// QUEUED, or another delivery holds it.
+    async fn lease(&self, key: &ScheduleKey, msg: Incoming<'_>) -> Result<bool, ExecuteError> {
+        let now = self.now();
+        let until = now.plus(self.settings.lease);
+        retrying(
+            self.settings.status_retry,
+            &key.sk,
+            &self.clock,
+            self.stop_at(msg),
+            || {
+                self.store
+                    .try_lease(key, Status::Queued, msg.delivery_id, until, now)
+            },
+        )
+        .await
+        .map_err(|source| ExecuteError::Lease {
+            key: key.to_string(),
+            source,
+        })
+    }
+
+    /// A strongly consistent read, retried while the store is throttled: one slow moment
+    /// must not cost a delivery.
+    async fn read(
+        &self,
+        key: &ScheduleKey,
+        msg: Incoming<'_>,
+    ) -> Result<Option<ScheduleItem>, ExecuteError> {
+        retrying(
+            self.settings.status_retry,
+            &key.sk,
+            &self.clock,
+            self.stop_at(msg),
+            || self.store.get(key),
+        )
+        .await
+        .map_err(|source| ExecuteError::Read {
+            key: key.to_string(),
+            source,
+        })
+    }
+
+    /// A conditional status write, retried while the store is throttled. `Ok(false)`:
+    /// the item was not in `change.from` (another writer won).
+    async fn change(
+        &self,
+        key: &ScheduleKey,
+        change: StatusChange,
+        msg: Incoming<'_>,
+    ) -> Result<bool, ExecuteError> {
+        retrying(
+            self.settings.status_retry,
+            &key.sk,
+            &self.clock,
+            self.stop_at(msg),
+            || self.store.change_status(key, &change),
+        )
+        .await
+        .map_err(|source| ExecuteError::Write {
+            key: key.to_string(),
+            from: change.from,
+            to: change.to,
+            source,
+        })
+    }
+
+    fn is_last(&self, msg: Incoming<'_>) -> bool {
+        msg.receive_count >= self.settings.max_receive_count
+    }
+
+    /// When retries must stop: the deadline less the margin kept free.
+    fn stop_at(&self, msg: Incoming<'_>) -> Option<DateTime<Utc>> {
+        msg.deadline.map(|d| {
+            d - chrono::Duration::from_std(self.settings.deadline_margin)
+                .unwrap_or(chrono::Duration::zero())
+        })
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::from_datetime(self.clock.now())
     }
 
     /// Returns once the clock reads `due` or later (to the nanosecond).
@@ -444,107 +847,59 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             }
         }
     }
+}
 
-    async fn send(
-        &self,
-        key: &ScheduleKey,
-        item: &ScheduleItem,
-        msg: Incoming<'_>,
-        metrics: &Metrics,
-    ) -> Outcome {
-        let mut waits = self
-            .settings
-            .send_retry
-            .seeded(seed_of(msg.message_id) ^ u64::from(msg.receive_count))
-            .delays();
-        let mut failures = 0u32;
-        let result: Result<TriggerMessage, QueueError> = loop {
-            let trigger =
-                TriggerMessage::for_item(item, self.clock.now(), item.retry_count + failures + 1);
-            match self.sink.send(&trigger).await {
-                Ok(()) => break Ok(trigger),
-                Err(e) => {
-                    failures += 1;
-                    warn!(execution_id = %item.execution_id(), attempt = trigger.attempt, error = %crate::error::chain(&e), retryable = e.is_retryable(), "trigger send failed");
-                    if !e.is_retryable() {
-                        break Err(e);
-                    }
-                    match waits.next() {
-                        Some(wait) => {
-                            metrics.incr(Metric::SendRetries);
-                            self.clock.sleep(wait).await;
-                        }
-                        None => break Err(e),
-                    }
-                }
-            }
-        };
-        match result {
-            Ok(trigger) => {
-                let sent_at = chrono::DateTime::parse_from_rfc3339(&trigger.sent_at)
-                    .map(|t| t.to_utc())
-                    .unwrap_or_else(|_| self.clock.now());
-                let lateness_ms = (sent_at - item.scheduled_time.as_datetime())
-                    .num_milliseconds()
-                    .max(0) as u64;
-                let Ok(mut change) = StatusChange::transition(
-                    Status::Queued,
-                    Status::Executed,
-                    Timestamp::from_datetime(sent_at),
-                ) else {
-                    return Outcome::Retry {
-                        reason: "QUEUED cannot become EXECUTED".to_owned(),
-                    };
-                };
-                change = change.with_lateness_ms(lateness_ms).with_retries(failures);
-                metrics.incr(Metric::Executed);
-                metrics.sample(Metric::LatenessMs, lateness_ms as f64);
-                info!(execution_id = %trigger.execution_id, tenant_id = %item.tenant_id, device_workflow_step_id = %item.device_workflow_step_id,
-                      device_id = %item.device_id, scheduled_time = %item.scheduled_time, lateness_ms, attempt = trigger.attempt, "trigger sent");
-                match self.change(key, change).await {
-                    Ok(_) => Outcome::Executed {
-                        execution_id: trigger.execution_id.to_string(),
-                        lateness_ms,
-                        attempts: failures + 1,
-                    },
-                    // Sent but not recorded: a redelivery may send again, with the same
-                    // execution_id, which the consumer drops.
-                    Err(e) => Outcome::Unrecorded {
-                        reason: format!("trigger sent but EXECUTED not recorded: {e}"),
-                    },
-                }
-            }
-            Err(e) => {
-                let reason = crate::error::chain(&e);
-                let last =
-                    !e.is_retryable() || msg.receive_count >= self.settings.max_receive_count;
-                let change = if last {
-                    StatusChange::transition(Status::Queued, Status::Failed, self.now())
-                        .map(|c| c.with_error(reason.clone()).with_retries(failures))
-                } else {
-                    Ok(StatusChange::attempts_failed(
-                        Status::Queued,
-                        self.now(),
-                        failures,
-                        reason.clone(),
-                    ))
-                };
-                let Ok(change) = change else {
-                    return Outcome::Retry { reason };
-                };
-                if let Err(write) = self.change(key, change).await {
-                    return Outcome::Retry {
-                        reason: format!("{reason}; and recording it failed: {write}"),
-                    };
-                }
-                if last {
-                    metrics.incr(Metric::Failed);
-                    warn!(execution_id = %item.execution_id(), receive_count = msg.receive_count, error = %reason, "occurrence FAILED; its message goes to the DLQ");
-                    Outcome::Failed { reason }
-                } else {
-                    Outcome::Retry { reason }
-                }
-            }
+/// Step 1: how long to put an early message back for, or `None` when it may go on.
+/// Rounded down to whole seconds (SQS delays are whole seconds), so the copy arrives
+/// within a second before the due time and is held for that last moment; at least 1 s,
+/// so a copy is never re-sent at once; at most the SQS maximum of 900 s.
+fn put_back_for(
+    due: Timestamp,
+    now: DateTime<Utc>,
+    early_wait_limit: Duration,
+) -> Option<Duration> {
+    let until_due = (due.as_datetime() - now).to_std().ok()?;
+    if until_due <= early_wait_limit {
+        return None;
+    }
+    let max = Duration::from_secs(u64::from(crate::limits::SQS_MAX_DELAY_SECONDS));
+    Some(Duration::from_secs(until_due.as_secs().max(1)).min(max))
+}
+
+impl crate::retry::Transient for ExecuteError {
+    fn is_transient(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_early_message_is_put_back_for_whole_seconds_at_most_900() {
+        let now: DateTime<Utc> = "2026-11-26T10:00:00.500Z".parse().unwrap();
+        let limit = ExecuteSettings::default().early_wait_limit;
+        for (at, expected) in [
+            ("2026-11-26T09:00:00Z", None),
+            ("2026-11-26T10:00:00Z", None),
+            ("2026-11-26T10:00:02Z", None),
+            ("2026-11-26T10:00:03Z", Some(2)),
+            ("2026-11-26T10:10:00Z", Some(599)),
+            ("2026-11-26T11:00:00Z", Some(900)),
+        ] {
+            let due = Timestamp::parse(at).unwrap();
+            assert_eq!(
+                put_back_for(due, now, limit),
+                expected.map(Duration::from_secs),
+                "due {at}"
+            );
         }
+        let zero_limit = put_back_for(
+            Timestamp::parse("2026-11-26T10:00:01Z").unwrap(),
+            now,
+            Duration::ZERO,
+        );
+        assert_eq!(zero_limit, Some(Duration::from_secs(1)), "never 0 s");
     }
 }

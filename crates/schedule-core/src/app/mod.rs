@@ -1,7 +1,9 @@
 //! Use cases, generic over the ports: the daily scan, the 5-minute schedule run, the
-//! execution of one queued occurrence and the sync of same-day definition changes.
+//! execution of one queued occurrence, the redrive of the execution DLQ and the sync of
+//! same-day definition changes.
 
 pub mod execute;
+pub mod redrive;
 pub mod scan;
 pub mod schedule;
 pub mod sync;

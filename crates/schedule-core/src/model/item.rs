@@ -225,6 +225,58 @@ impl StatusChange {
         })
     }
 
+    /// A fixed edge of the transition table; the constructors below are its only callers
+    /// and a test checks each against [`crate::model::status::TRANSITIONS`].
+    fn edge(from: Status, to: Status, at: Timestamp) -> Self {
+        Self {
+            from,
+            to,
+            at,
+            error: None,
+            validation: None,
+            retry_increment: 0,
+            lateness_ms: None,
+        }
+    }
+
+    /// PENDING → QUEUED: its message is on the execution queue.
+    pub fn queued(at: Timestamp) -> Self {
+        Self::edge(Status::Pending, Status::Queued, at)
+    }
+
+    /// QUEUED → EXECUTED: the trigger went out at `at`.
+    pub fn executed(at: Timestamp) -> Self {
+        Self::edge(Status::Queued, Status::Executed, at)
+    }
+
+    /// QUEUED → FAILED: the last delivery could not send; its message goes to the DLQ.
+    pub fn failed(at: Timestamp, error: impl Into<String>) -> Self {
+        Self::edge(Status::Queued, Status::Failed, at).with_error(error)
+    }
+
+    /// FAILED → QUEUED: a message redriven from the DLQ runs the step again, under the
+    /// same execution id.
+    pub fn redriven(at: Timestamp) -> Self {
+        Self::edge(Status::Failed, Status::Queued, at)
+    }
+
+    /// QUEUED → SKIPPED: the registry says the device is not active at the due time.
+    pub fn skipped(at: Timestamp, reason: impl Into<String>) -> Self {
+        Self::edge(Status::Queued, Status::Skipped, at)
+            .with_error(reason)
+            .with_validation(Validation::Invalid)
+    }
+
+    /// QUEUED → MISSED: delivered later than the occurrence's misfire grace.
+    pub fn missed_in_queue(at: Timestamp, reason: impl Into<String>) -> Self {
+        Self::edge(Status::Queued, Status::Missed, at).with_error(reason)
+    }
+
+    /// PENDING → MISSED: found later than the occurrence's misfire grace, never sent.
+    pub fn missed_before_queue(at: Timestamp, reason: impl Into<String>) -> Self {
+        Self::edge(Status::Pending, Status::Missed, at).with_error(reason)
+    }
+
     /// Records failed send attempts without changing the status (it stays `status`).
     pub fn attempts_failed(
         status: Status,
@@ -273,6 +325,49 @@ mod tests {
         Definition::from_json(&json!({"tenant_id":"acme","device_workflow_step_id":"s1","workflow_id":"w1",
             "device_id":"d1","version":2,"schedule":{"type":"once","at":"2026-11-26T10:30:00Z"},"payload":{"a":1}}))
         .unwrap()
+    }
+
+    #[test]
+    fn fixed_edges_are_edges_of_the_transition_table() {
+        let at = Timestamp::parse("2026-11-26T10:30:00Z").unwrap();
+        let fixed = [
+            StatusChange::queued(at),
+            StatusChange::executed(at),
+            StatusChange::failed(at, "e"),
+            StatusChange::redriven(at),
+            StatusChange::skipped(at, "e"),
+            StatusChange::missed_in_queue(at, "e"),
+            StatusChange::missed_before_queue(at, "e"),
+        ];
+        for c in &fixed {
+            assert!(
+                crate::model::status::TRANSITIONS
+                    .iter()
+                    .any(|(from, tos)| *from == c.from && tos.contains(&c.to)),
+                "{} -> {} is not in the table",
+                c.from,
+                c.to
+            );
+            assert_eq!(
+                StatusChange::transition(c.from, c.to, at)
+                    .unwrap()
+                    .with_retries(c.retry_increment),
+                StatusChange {
+                    error: None,
+                    validation: None,
+                    ..c.clone()
+                },
+                "{} -> {}",
+                c.from,
+                c.to
+            );
+        }
+        let edges: std::collections::HashSet<_> = fixed.iter().map(|c| (c.from, c.to)).collect();
+        assert_eq!(edges.len(), fixed.len(), "each constructor is its own edge");
+        assert_eq!(
+            StatusChange::skipped(at, "inactive").validation,
+            Some(Validation::Invalid)
+        );
     }
 
     #[test]
