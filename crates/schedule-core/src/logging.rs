@@ -120,6 +120,12 @@ fn install(directive: &str, fallback: &str, json: bool) {
     };
 }
 
+/// Logs `e` with its whole chain of sources (`outer: inner: innermost`), once, where an
+/// edge handles it: a function that cannot start, or an invocation that failed.
+pub fn error_chain(what: &str, e: &(dyn std::error::Error + 'static)) {
+    tracing::error!(error = %crate::error::chain(e), "{what}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

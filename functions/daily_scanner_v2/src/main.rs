@@ -3,15 +3,18 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use schedule_core::app::lambda_deadline;
 use schedule_core::config::{Env, ScannerConfig};
+use schedule_core::logging::error_chain;
 use schedule_core::metrics::Metrics;
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     schedule_core::logging::init_lambda();
-    let config = ScannerConfig::from_env(&Env::process())?;
+    let config = ScannerConfig::from_env(&Env::process())
+        .inspect_err(|e| error_chain("daily_scanner_v2 cannot start", e))?;
     let sdk = schedule_core::adapters::load_sdk_config(&config.sdk).await;
-    let scanner = daily_scanner_v2::build(&config, &sdk)?;
+    let scanner = daily_scanner_v2::build(&config, &sdk)
+        .inspect_err(|e| error_chain("daily_scanner_v2 cannot start", e))?;
     let metrics = Metrics::new("daily_scanner_v2");
 
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
@@ -24,7 +27,7 @@ async fn main() -> Result<(), Error> {
             match result {
                 Ok(report) => Ok::<_, Error>(serde_json::to_value(report)?),
                 Err(e) => {
-                    tracing::error!(error = %e, "scan failed");
+                    error_chain("scan failed", &e);
                     Err(e.into())
                 }
             }

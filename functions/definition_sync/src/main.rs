@@ -3,12 +3,14 @@
 use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use schedule_core::config::{Env, SyncConfig};
+use schedule_core::logging::error_chain;
 use schedule_core::metrics::Metrics;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     schedule_core::logging::init_lambda();
-    let config = SyncConfig::from_env(&Env::process())?;
+    let config = SyncConfig::from_env(&Env::process())
+        .inspect_err(|e| error_chain("definition_sync cannot start", e))?;
     let sdk = schedule_core::adapters::load_sdk_config(&config.sdk).await;
     let sync = definition_sync::build(&config, &sdk);
     let metrics = Metrics::new("definition_sync");

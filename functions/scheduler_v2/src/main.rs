@@ -3,13 +3,15 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use schedule_core::app::lambda_deadline;
 use schedule_core::config::{Env, SchedulerConfig};
+use schedule_core::logging::error_chain;
 use schedule_core::metrics::Metrics;
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     schedule_core::logging::init_lambda();
-    let config = SchedulerConfig::from_env(&Env::process())?;
+    let config = SchedulerConfig::from_env(&Env::process())
+        .inspect_err(|e| error_chain("scheduler_v2 cannot start", e))?;
     let sdk = schedule_core::adapters::load_sdk_config(&config.sdk).await;
     let scheduler = scheduler_v2::build(&config, &sdk);
     let metrics = Metrics::new("scheduler_v2");
