@@ -594,8 +594,8 @@ fn dashboard_and_alarms_read_only_metrics_the_code_writes() {
     assert!(ours >= 40, "only {ours} references in {NAMESPACE}");
 }
 
-/// Every alarm notifies the topic and says what to do; the heartbeat alarms wait 25 hours
-/// (scanner) and 3 windows (scheduler) with missing data breaching; every function's
+/// Every alarm notifies the topic and says what to do; the heartbeat alarms wait 3 hourly
+/// runs (scanner) and 3 windows (scheduler) with missing data breaching; every function's
 /// errors and throttles are watched; the README has a runbook entry for each alarm.
 #[test]
 fn alarms_notify_the_topic_and_watch_each_function() {
@@ -632,13 +632,13 @@ fn alarms_notify_the_topic_and_watch_each_function() {
             .unwrap_or_else(|| panic!("no alarm {name}"))
     };
 
-    // The daily scan: 25 hours without a complete one.
+    // The scan: three hourly runs without a complete one (the horizon is a day ahead).
     let scan = alarm("DailyScanNotCompleted");
     assert_eq!(scan["MetricName"].as_str(), Some("DailyScanCompleted"));
     assert_eq!(scan["TreatMissingData"].as_str(), Some("breaching"));
     assert_eq!(
         num(&scan["Period"]) * num(&scan["EvaluationPeriods"]),
-        25 * 3600
+        3 * 3600
     );
     assert_eq!(
         num(&scan["DatapointsToAlarm"]),
