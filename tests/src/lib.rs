@@ -7,4 +7,5 @@ pub mod aws_world;
 pub mod backends;
 pub mod contract;
 pub mod fakes;
+pub mod sim;
 pub mod streams;

@@ -16,6 +16,7 @@ mod flow_memory;
 mod registry;
 mod safety_net_emulator;
 mod safety_net_memory;
+mod sim;
 mod sync_emulator;
 mod sync_memory;
 mod template;
