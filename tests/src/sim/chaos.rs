@@ -139,6 +139,10 @@ pub struct Chaos {
     pub registry_down: Vec<Span>,
     pub registry_401: Vec<Span>,
     pub registry_slow: Vec<Span>,
+    /// Stretches when Lambda throttles most invocations of the executor.
+    pub throttled: Vec<Span>,
+    /// Stretches when most invocations of the executor time out (a slow dependency).
+    pub timing_out: Vec<Span>,
     next_invocation: AtomicU64,
 }
 
@@ -172,6 +176,8 @@ impl Chaos {
             registry_down: Vec::new(),
             registry_401: Vec::new(),
             registry_slow: Vec::new(),
+            throttled: Vec::new(),
+            timing_out: Vec::new(),
             next_invocation: AtomicU64::new(1),
         }
     }
@@ -226,6 +232,23 @@ impl Chaos {
             id,
             function,
             crash_at,
+            cut: false,
+            calls: AtomicU64::new(0),
+            crashed: AtomicBool::new(false),
+            notify: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// A new invocation that a timeout cuts before one of its first `calls` external
+    /// calls: the future is dropped at that await point, whatever it was doing.
+    pub fn cut_invocation(&self, function: &'static str, calls: u64) -> Arc<Invocation> {
+        let id = self.next_invocation.fetch_add(1, Ordering::Relaxed);
+        let at = self.with_rng(|r| r.below(calls.max(1)));
+        Arc::new(Invocation {
+            id,
+            function,
+            crash_at: Some((at, false)),
+            cut: true,
             calls: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
             notify: tokio::sync::Notify::new(),
@@ -242,10 +265,10 @@ impl Chaos {
             if let Some((at, after)) = inv.crash_at
                 && n == at
             {
-                self.count(if after {
-                    "crash_after_call"
-                } else {
-                    "crash_before_call"
+                self.count(match (inv.cut, after) {
+                    (true, _) => "timeout_cut_before_call",
+                    (false, true) => "crash_after_call",
+                    (false, false) => "crash_before_call",
                 });
                 return if after {
                     Plan::CrashAfter
@@ -300,6 +323,8 @@ pub struct Invocation {
     pub function: &'static str,
     /// `(call index, after it took effect?)`.
     crash_at: Option<(u64, bool)>,
+    /// The crash is a timeout's cut, not a crash fault.
+    cut: bool,
     calls: AtomicU64,
     crashed: AtomicBool,
     notify: tokio::sync::Notify,
@@ -524,7 +549,7 @@ impl ScheduleStore for FaultyStore {
                             .unwrap_or_default()
                     ),
                 );
-                if matches!(change.to, Status::Missed | Status::Skipped) {
+                if matches!(change.to, Status::Missed | Status::Skipped | Status::Failed) {
                     self.marks.lock().unwrap().push(Mark {
                         key: key.clone(),
                         status: change.to,

@@ -85,7 +85,7 @@ impl SimQueue {
             .chaos
             .strikes(Fault::EarlyDelivery, 0.02, "early_delivery")
         {
-            let early = self.chaos.with_rng(|r| r.between(3_000, 600_000));
+            let early = self.chaos.with_rng(|r| r.between(3_000, 900_000));
             visible_at -= chrono::Duration::milliseconds(early as i64);
         }
         let key = ExecutionMessage::parse(&m.body).ok().map(|(_, k)| k);

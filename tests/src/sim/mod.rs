@@ -50,6 +50,8 @@ pub struct SimConfig {
     pub days: u32,
     pub faults: BTreeSet<Fault>,
     pub threads: usize,
+    /// The execution queue's visibility timeout (the template's, 180 s, by default).
+    pub visibility: Duration,
 }
 
 fn env_num(name: &str, default: u64) -> Result<u64, String> {
@@ -83,6 +85,10 @@ impl SimConfig {
                 &std::env::var("SIM_FAULTS").unwrap_or_else(|_| "all".to_owned()),
             )?,
             threads: env_num("SIM_THREADS", 2)?.max(1) as usize,
+            visibility: Duration::from_secs(env_num(
+                "SIM_VISIBILITY_SECS",
+                EXECUTION_VISIBILITY_TIMEOUT.as_secs(),
+            )?),
         })
     }
 }
@@ -315,6 +321,22 @@ async fn simulate(seed: u64, config: &SimConfig) -> SeedReport {
         Duration::from_secs(600),
         Duration::from_secs(7200),
     );
+    chaos.timing_out = spans(
+        &mut span_rng,
+        u64::from(config.days),
+        start,
+        end,
+        Duration::from_secs(300),
+        Duration::from_secs(1800),
+    );
+    chaos.throttled = spans(
+        &mut span_rng,
+        2 * u64::from(config.days),
+        start,
+        end,
+        Duration::from_secs(300),
+        Duration::from_secs(1800),
+    );
     for day in 0..config.days {
         let midnight = start + chrono::Duration::days(i64::from(day));
         if span_rng.chance(0.5) {
@@ -396,7 +418,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> SeedReport {
     let queue = Arc::new(SimQueue::new(
         chaos.clone(),
         clock,
-        EXECUTION_VISIBILITY_TIMEOUT,
+        config.visibility,
         EXECUTION_MAX_RECEIVE_COUNT,
         journal.clone(),
     ));
@@ -622,11 +644,26 @@ async fn esm_driver(world: Arc<World>, mut rng: Rng) {
             invocations.retain(|h: &tokio::task::JoinHandle<()>| !h.is_finished());
             continue;
         }
-        let w = world.clone();
-        let cut = rng.next_u64();
-        invocations.push(tokio::task::spawn_local(async move {
-            execute_batch(&w, batch, cut).await
-        }));
+        // A second copy of a message goes to another invocation, running at the same time.
+        let mut first: Vec<schedule_core::ports::ReceivedMessage> = Vec::new();
+        let mut copies = Vec::new();
+        for m in batch {
+            if first.iter().any(|f| f.message_id == m.message_id) {
+                copies.push(m);
+            } else {
+                first.push(m);
+            }
+        }
+        for part in [first, copies] {
+            if part.is_empty() {
+                continue;
+            }
+            let w = world.clone();
+            let cut = rng.next_u64();
+            invocations.push(tokio::task::spawn_local(async move {
+                execute_batch(&w, part, cut).await
+            }));
+        }
     }
     for h in invocations {
         h.await.unwrap();
@@ -640,7 +677,12 @@ async fn execute_batch(world: &World, batch: Vec<schedule_core::ports::ReceivedM
         .iter()
         .map(|m| ExecutionMessage::parse(&m.body).ok().map(|(_, k)| k))
         .collect();
-    if chaos.strikes(Fault::Throttle, 0.03, "invocation_throttled") {
+    let p_throttle = if Chaos::in_span(&chaos.throttled, now) {
+        0.7
+    } else {
+        0.01
+    };
+    if chaos.strikes(Fault::Throttle, p_throttle, "invocation_throttled") {
         for (m, k) in batch.iter().zip(&keys) {
             if let Some(k) = k {
                 world.journal.note(
@@ -652,12 +694,24 @@ async fn execute_batch(world: &World, batch: Vec<schedule_core::ports::ReceivedM
         }
         return;
     }
-    let limit = if chaos.strikes(Fault::Timeout, 0.03, "invocation_timed_out") {
-        Duration::from_millis(cut % 3000)
+    let p_timeout = if Chaos::in_span(&chaos.timing_out, now) {
+        0.7
     } else {
-        Duration::from_secs(30)
+        0.01
     };
-    let inv = chaos.invocation("executor", 0.05, 12 * batch.len() as u64);
+    let calls = 12 * batch.len() as u64;
+    let (inv, limit) = if chaos.strikes(Fault::Timeout, p_timeout, "invocation_timed_out") {
+        // Cut at a random await point: before one of its calls, or while it waits.
+        (
+            chaos.cut_invocation("executor", calls),
+            Duration::from_millis(cut % 3000),
+        )
+    } else {
+        (
+            chaos.invocation("executor", 0.05, calls),
+            Duration::from_secs(30),
+        )
+    };
     let event = crate::fakes::sqs_event(&batch);
     let out = inv
         .run(
@@ -1081,6 +1135,17 @@ fn check(world: &World, seed: u64) -> SeedReport {
                         ),
                     );
                 }
+            }
+            Status::Failed if mark.at < due => {
+                violation(
+                    "failed_not_before_due",
+                    format!(
+                        "{} marked FAILED at {}, before its time {due}: no send could have been tried{}",
+                        mark.key,
+                        mark.at,
+                        story(world, Some(item), &mark.key)
+                    ),
+                );
             }
             Status::Skipped => {
                 let to = mark.at.max(due);
