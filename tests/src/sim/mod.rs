@@ -700,7 +700,8 @@ async fn execute_batch(world: &World, batch: Vec<schedule_core::ports::ReceivedM
         0.01
     };
     let calls = 12 * batch.len() as u64;
-    let (inv, limit) = if chaos.strikes(Fault::Timeout, p_timeout, "invocation_timed_out") {
+    let timed_out = chaos.strikes(Fault::Timeout, p_timeout, "invocation_timed_out");
+    let (inv, limit) = if timed_out {
         // Cut at a random await point: before one of its calls, or while it waits.
         (
             chaos.cut_invocation("executor", calls),
@@ -750,11 +751,16 @@ async fn execute_batch(world: &World, batch: Vec<schedule_core::ports::ReceivedM
         other => {
             for (m, k) in batch.iter().zip(&keys) {
                 if let Some(k) = k {
+                    let how = if timed_out {
+                        "cut by its timeout".to_owned()
+                    } else {
+                        format!("{other:?}")
+                    };
                     world.journal.note(
                         k,
                         now,
                         format!(
-                            "receive {} (inv {}): invocation {other:?}",
+                            "receive {} (inv {}): invocation {how}",
                             m.receive_count, inv.id
                         ),
                     );
@@ -1267,27 +1273,28 @@ pub fn summary(config: &SimConfig, reports: &[SeedReport]) -> String {
         reports.iter().map(|r| r.violations.len()).sum::<usize>(),
         failing.len(),
     );
-    for r in failing.iter().take(5) {
-        out.push_str(&format!(
-            "\nSIM_SEED={} fails {} invariant check(s):\n",
-            r.seed,
-            r.violations.len()
-        ));
-        for v in r.violations.iter().take(3) {
-            out.push_str(&format!("  [{}] {}\n", v.invariant, v.detail));
+    // Per invariant: the seeds that broke it, and the first violation with its story.
+    let mut by_invariant: BTreeMap<&str, Vec<(u64, &Violation)>> = BTreeMap::new();
+    for r in &failing {
+        for v in &r.violations {
+            by_invariant
+                .entry(v.invariant)
+                .or_default()
+                .push((r.seed, v));
         }
     }
-    if failing.len() > 5 {
+    for (invariant, list) in &by_invariant {
+        let mut seeds: Vec<u64> = list.iter().map(|(s, _)| *s).collect();
+        seeds.dedup();
+        let shown: Vec<String> = seeds.iter().take(20).map(u64::to_string).collect();
         out.push_str(&format!(
-            "\n(and {} more failing seeds: {:?})\n",
-            failing.len() - 5,
-            failing
-                .iter()
-                .skip(5)
-                .map(|r| r.seed)
-                .take(40)
-                .collect::<Vec<_>>()
+            "\n[{invariant}] broken in {} seeds: {}{}\n",
+            seeds.len(),
+            shown.join(" "),
+            if seeds.len() > 20 { " …" } else { "" }
         ));
+        let (seed, first) = list[0];
+        out.push_str(&format!("  SIM_SEED={seed}: {}\n", first.detail));
     }
     out
 }
