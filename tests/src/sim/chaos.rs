@@ -438,6 +438,35 @@ pub struct FaultyStore {
     pub clock: VirtualClock,
     pub marks: Arc<Mutex<Vec<Mark>>>,
     pub journal: Journal,
+    pub tally: Tally,
+}
+
+/// Per invocation, the outcomes its writes recorded in the table (what its metrics must
+/// count): EXECUTED, FAILED, SKIPPED, MISSED, CANCELLED.
+#[derive(Debug, Clone, Default)]
+pub struct Tally(Arc<Mutex<BTreeMap<u64, BTreeMap<Status, u64>>>>);
+
+impl Tally {
+    fn add(&self, status: Status) {
+        let inv = Invocation::current_id();
+        *self
+            .0
+            .lock()
+            .unwrap()
+            .entry(inv)
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    pub fn of(&self, invocation: u64) -> BTreeMap<Status, u64> {
+        self.0
+            .lock()
+            .unwrap()
+            .get(&invocation)
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 impl FaultyStore {
@@ -473,6 +502,7 @@ impl ScheduleStore for FaultyStore {
                     ),
                 );
                 if item.status != Status::Pending && *m == Materialized::Created {
+                    self.tally.add(item.status);
                     self.marks.lock().unwrap().push(Mark {
                         key: item.key.clone(),
                         status: item.status,
@@ -494,6 +524,7 @@ impl ScheduleStore for FaultyStore {
         let call = async {
             let out = self.inner.cancel(key, cancelling_version, reason).await;
             if let Ok(true) = out {
+                self.tally.add(Status::Cancelled);
                 self.journal
                     .note(key, self.clock.now(), format!("cancelled: {reason}"));
             }
@@ -533,6 +564,9 @@ impl ScheduleStore for FaultyStore {
         let call = async {
             let out = self.inner.change_status(key, change).await;
             if let Ok(true) = out {
+                if change.to.is_terminal() {
+                    self.tally.add(change.to);
+                }
                 let now = self.clock.now();
                 self.journal.note(
                     key,
