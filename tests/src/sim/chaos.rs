@@ -502,7 +502,6 @@ impl ScheduleStore for FaultyStore {
                     ),
                 );
                 if item.status != Status::Pending && *m == Materialized::Created {
-                    self.tally.add(item.status);
                     self.marks.lock().unwrap().push(Mark {
                         key: item.key.clone(),
                         status: item.status,
@@ -512,7 +511,14 @@ impl ScheduleStore for FaultyStore {
             }
             out
         };
-        faulty(self.plan(), call, |a| store_error("UpdateItem", a)).await
+        let out = faulty(self.plan(), call, |a| store_error("UpdateItem", a)).await;
+        // Counted only when the caller learns it: a write whose answer was lost cannot be.
+        if let Ok(Materialized::Created) = out
+            && item.status != Status::Pending
+        {
+            self.tally.add(item.status);
+        }
+        out
     }
 
     async fn cancel(
@@ -524,13 +530,16 @@ impl ScheduleStore for FaultyStore {
         let call = async {
             let out = self.inner.cancel(key, cancelling_version, reason).await;
             if let Ok(true) = out {
-                self.tally.add(Status::Cancelled);
                 self.journal
                     .note(key, self.clock.now(), format!("cancelled: {reason}"));
             }
             out
         };
-        faulty(self.plan(), call, |a| store_error("UpdateItem", a)).await
+        let out = faulty(self.plan(), call, |a| store_error("UpdateItem", a)).await;
+        if let Ok(true) = out {
+            self.tally.add(Status::Cancelled);
+        }
+        out
     }
 
     async fn scan_horizon(&self) -> Result<Option<Timestamp>, StoreError> {
@@ -564,9 +573,6 @@ impl ScheduleStore for FaultyStore {
         let call = async {
             let out = self.inner.change_status(key, change).await;
             if let Ok(true) = out {
-                if change.to.is_terminal() {
-                    self.tally.add(change.to);
-                }
                 let now = self.clock.now();
                 self.journal.note(
                     key,
@@ -593,7 +599,13 @@ impl ScheduleStore for FaultyStore {
             }
             out
         };
-        faulty(self.plan(), call, |a| store_error("UpdateItem", a)).await
+        let out = faulty(self.plan(), call, |a| store_error("UpdateItem", a)).await;
+        if let Ok(true) = out
+            && change.to.is_terminal()
+        {
+            self.tally.add(change.to);
+        }
+        out
     }
 
     async fn try_lease(
