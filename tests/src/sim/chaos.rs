@@ -83,6 +83,9 @@ faults! {
     Edits = "edits",
     /// The status index lags the table by up to a few seconds.
     IndexLag = "index_lag",
+    /// The DLQ redriven to the execution queue once the faults are over, as an operator
+    /// does after an incident: each redriven occurrence must run again (or be MISSED).
+    Redrive = "redrive",
 }
 
 impl Fault {
@@ -192,6 +195,12 @@ impl Chaos {
 
     pub fn count(&self, what: &'static str) {
         *self.counts.lock().unwrap().entry(what).or_default() += 1;
+    }
+
+    pub fn count_n(&self, what: &'static str, n: u64) {
+        if n > 0 {
+            *self.counts.lock().unwrap().entry(what).or_default() += n;
+        }
     }
 
     pub fn counts(&self) -> BTreeMap<&'static str, u64> {

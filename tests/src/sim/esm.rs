@@ -148,6 +148,40 @@ impl SimQueue {
             .collect()
     }
 
+    /// Moves every message of the DLQ back to the queue (a redrive): new messages,
+    /// visible at once, never received. Returns the keys they name.
+    pub fn redrive(&self) -> Vec<ScheduleKey> {
+        let now = self.clock.now();
+        let mut st = self.state.lock().unwrap();
+        let moved: Vec<Msg> = std::mem::take(&mut st.dlq);
+        let mut keys = Vec::new();
+        for m in moved {
+            st.next += 1;
+            let n = st.next;
+            if let Some(k) = &m.key {
+                self.journal.note(
+                    k,
+                    now,
+                    format!("message {} redriven from the DLQ as msg-{n}", m.id),
+                );
+                keys.push(k.clone());
+            }
+            st.messages.insert(
+                n,
+                Msg {
+                    id: format!("msg-{n}"),
+                    visible_at: now,
+                    receive_count: 0,
+                    receipts: Vec::new(),
+                    ..m
+                },
+            );
+        }
+        drop(st);
+        self.arrived.notify_one();
+        keys
+    }
+
     /// One poll of the event source mapping: up to `max` visible messages (and copies).
     pub fn poll(&self, max: usize) -> Vec<ReceivedMessage> {
         let now = self.clock.now();

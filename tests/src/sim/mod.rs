@@ -174,6 +174,8 @@ struct World {
     history: Mutex<History>,
     /// When each invocation ended (returned, crashed or timed out).
     ended: Mutex<BTreeMap<u64, DateTime<Utc>>>,
+    /// Occurrences whose message was redriven from the DLQ.
+    redriven: Mutex<BTreeSet<ScheduleKey>>,
     stop: AtomicBool,
 }
 
@@ -496,6 +498,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> SeedReport {
         journal,
         history: Mutex::new(history),
         ended: Mutex::new(BTreeMap::new()),
+        redriven: Mutex::new(BTreeSet::new()),
         stop: AtomicBool::new(false),
     });
 
@@ -505,6 +508,14 @@ async fn simulate(seed: u64, config: &SimConfig) -> SeedReport {
     let edits = tokio::task::spawn_local(editor_driver(world.clone(), rng.fork(), defs.len()));
     clock.sleep_until(end).await;
     world.chaos.stop();
+    if config.faults.contains(&Fault::Redrive) {
+        clock.sleep_until(end + chrono::Duration::hours(2)).await;
+        let keys = world.queue.redrive();
+        world
+            .chaos
+            .count_n("dlq_message_redriven", keys.len() as u64);
+        world.redriven.lock().unwrap().extend(keys);
+    }
     clock
         .sleep_until(end + chrono::Duration::from_std(DRAIN).unwrap())
         .await;
@@ -1152,10 +1163,19 @@ fn check(world: &World, seed: u64) -> SeedReport {
         }
     }
 
-    // 4. Every FAILED occurrence's message in the DLQ.
+    // 4. Every FAILED occurrence's message in the DLQ; a redriven one runs again.
     let dlq: BTreeSet<ScheduleKey> = world.queue.dlq_keys().into_iter().flatten().collect();
+    let redriven = world.redriven.lock().unwrap().clone();
     for (key, item) in &items {
-        if item.status == Status::Failed && !dlq.contains(key) {
+        if item.status == Status::Failed && redriven.contains(key) {
+            violation(
+                "redrive_reruns",
+                format!(
+                    "{key} is still FAILED after its message was redriven from the DLQ{}",
+                    story(world, Some(item), key)
+                ),
+            );
+        } else if item.status == Status::Failed && !dlq.contains(key) {
             violation(
                 "failed_in_dlq",
                 format!(
