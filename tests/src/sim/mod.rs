@@ -347,7 +347,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> SeedReport {
         if span_rng.chance(0.5) {
             chaos.registry_slow.push((
                 midnight - chrono::Duration::minutes(1),
-                midnight + chrono::Duration::minutes(30),
+                midnight + chrono::Duration::minutes(span_rng.between(10, 180) as i64),
             ));
         }
     }
