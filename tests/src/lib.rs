@@ -8,4 +8,5 @@ pub mod backends;
 pub mod contract;
 pub mod corpus;
 pub mod fakes;
+pub mod sim;
 pub mod streams;

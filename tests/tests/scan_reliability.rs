@@ -263,10 +263,11 @@ fn hours(from: &str, to: &str) -> Vec<Timestamp> {
     out
 }
 
-/// A daily run, a day with no run, the next run: every occurrence still inside its
-/// misfire grace (1 h by default) is materialized once; none twice.
+/// A daily run, a day with no run, the next run: every occurrence since the recorded
+/// horizon is materialized once, none twice; what is past its misfire grace (1 h by
+/// default) is recorded MISSED by the scheduler, what is still inside it fires.
 #[tokio::test]
-async fn a_missed_day_is_caught_up_within_the_grace_and_nothing_twice() {
+async fn a_missed_day_is_caught_up_and_what_is_past_its_grace_is_missed_not_lost() {
     let world = hourly_world("2026-11-26T00:00:00Z".parse().unwrap()).await;
     let first = daily_scanner_v2::handle(&world.scanner, &json!({}), None, &world.metrics)
         .await
@@ -281,12 +282,9 @@ async fn a_missed_day_is_caught_up_within_the_grace_and_nothing_twice() {
 
     let mut want = BTreeSet::new();
     for step in ["h1", "h2"] {
-        // The first run: 25 h from 26th 00:00. The third, at 00:30 on the 28th: from 23:30
-        // on the 27th (what is still within its grace) to 01:30 on the 29th.
-        for t in hours("2026-11-26T00:00:00Z", "2026-11-27T01:00:00Z")
-            .into_iter()
-            .chain(hours("2026-11-28T00:00:00Z", "2026-11-29T02:00:00Z"))
-        {
+        // The first run: 25 h from 26th 00:00. The third, at 00:30 on the 28th: from the
+        // horizon the first left (01:00 on the 27th) to 01:30 on the 29th.
+        for t in hours("2026-11-26T00:00:00Z", "2026-11-29T02:00:00Z") {
             want.insert((step.to_owned(), t));
         }
     }
@@ -317,6 +315,24 @@ async fn a_missed_day_is_caught_up_within_the_grace_and_nothing_twice() {
         "{fired:?}"
     );
     assert_eq!(fired.len(), world.triggers().len(), "a step fired twice");
+    // Everything before 23:30 on the 27th (the 26th's too: no scheduler ran in this test)
+    // was more than an hour late when found: MISSED, on record.
+    let missed: BTreeSet<_> = world
+        .memory_store
+        .items()
+        .into_iter()
+        .filter(|i| i.status == Status::Missed)
+        .map(|i| (i.device_workflow_step_id.to_string(), i.scheduled_time))
+        .collect();
+    let want_missed: BTreeSet<_> = ["h1", "h2"]
+        .iter()
+        .flat_map(|s| {
+            hours("2026-11-26T00:00:00Z", "2026-11-28T00:00:00Z")
+                .into_iter()
+                .map(move |t| ((*s).to_owned(), t))
+        })
+        .collect();
+    assert_eq!(missed, want_missed);
 }
 
 /// Scheduled every hour, a run writes only what came into its window since the last

@@ -22,6 +22,7 @@ mod retry_layer;
 mod safety_net_emulator;
 mod safety_net_memory;
 mod scan_reliability;
+mod sim;
 mod sync_emulator;
 mod sync_memory;
 mod template;

@@ -198,11 +198,7 @@ impl ScannerConfig {
         let defaults = crate::app::scan::ScanSettings::default();
         let scan = crate::app::scan::ScanSettings {
             overlap: env.span("SCAN_OVERLAP", defaults.overlap)?,
-            // The longest default misfire grace: older occurrences would only be MISSED.
-            catch_up: env.span(
-                "SCAN_CATCH_UP",
-                env.span("DEFAULT_MISFIRE_GRACE", defaults.catch_up)?,
-            )?,
+            catch_up: env.span("SCAN_CATCH_UP", defaults.catch_up)?,
             segments: env.number("SCAN_SEGMENTS", u64::from(defaults.segments), 1..=64)? as u32,
             concurrency: env.number("SCAN_CONCURRENCY", defaults.concurrency as u64, 1..=256)?
                 as usize,
@@ -487,14 +483,14 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((ok.scan.shards, ok.validation.registry_url), (8, None));
-        assert_eq!(ok.scan.catch_up, Duration::from_secs(3600));
-        let grace = ScannerConfig::from_env(&env(&[
+        assert_eq!(ok.scan.catch_up, Duration::from_secs(7 * 86_400));
+        let set = ScannerConfig::from_env(&env(&[
             ("SCHEDULE_TABLE", "t"),
             ("DEFINITIONS_TABLE", "d"),
-            ("DEFAULT_MISFIRE_GRACE", "3h"),
+            ("SCAN_CATCH_UP", "3h"),
         ]))
         .unwrap();
-        assert_eq!(grace.scan.catch_up, Duration::from_secs(3 * 3600));
+        assert_eq!(set.scan.catch_up, Duration::from_secs(3 * 3600));
         let err = ScannerConfig::from_env(&env(&[
             ("SCHEDULE_TABLE", "t"),
             ("DEFINITIONS_TABLE", "d"),

@@ -67,6 +67,11 @@ pub const DEFAULT_SCHEDULE_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// How long after it was due an occurrence is kept (DynamoDB TTL).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
+/// How far back a scheduled scan may start to catch up runs that did not complete (7
+/// days). Occurrences it brings in past their misfire grace are recorded MISSED by the
+/// scheduler: an outage shows as MISSED steps, never as steps that silently do not exist.
+pub const DEFAULT_SCAN_CATCH_UP: Duration = Duration::from_secs(7 * 86_400);
+
 /// Occurrences of one schedule are at least this far apart: a typo such as `1s` for `1h`,
 /// or a cron seconds field of `*`, would otherwise materialize up to 86,400 items a day
 /// for one step.

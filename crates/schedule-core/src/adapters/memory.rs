@@ -38,6 +38,45 @@ struct Table {
     scan_horizon: Option<Timestamp>,
     /// The same item's `max_status_shards`.
     max_status_shards: Option<u16>,
+    /// Index changes not yet visible, when the index lags the table.
+    lag: Option<LaggingIndex>,
+}
+
+/// How far the sparse index may lag the table, as a GSI does: each change to the index
+/// becomes visible to queries after a delay drawn from `[0, max]` by a generator seeded
+/// with `seed`, in the order the table made them for any one item. Reads of the table
+/// itself (`get`, conditional writes) are never stale.
+#[derive(Debug, Clone)]
+pub struct IndexLag {
+    pub max: Duration,
+    pub seed: u64,
+    /// The time the delays run on.
+    pub clock: Arc<dyn ClockDebug>,
+}
+
+#[derive(Debug)]
+struct LaggingIndex {
+    settings: IndexLag,
+    rng: u64,
+    seq: u64,
+    /// `(visible_at, seq)` → `(insert?, entry)`.
+    pending: BTreeMap<(DateTime<Utc>, u64), (bool, IndexKey)>,
+    /// The latest `visible_at` pending per item, so one item's changes keep their order.
+    latest: HashMap<ScheduleKey, DateTime<Utc>>,
+}
+
+impl LaggingIndex {
+    /// SplitMix64: a delay in `[0, max]`, in milliseconds.
+    fn next_delay(&mut self) -> chrono::Duration {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let max_ms = u64::try_from(self.settings.max.as_millis()).unwrap_or(u64::MAX);
+        let ms = if max_ms == 0 { 0 } else { z % (max_ms + 1) };
+        chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX))
+    }
 }
 
 impl Table {
@@ -45,6 +84,48 @@ impl Table {
         item.status_shard
             .clone()
             .map(|s| (s, item.scheduled_time, item.key.clone()))
+    }
+
+    /// Adds (`insert`) or removes an index entry: at once, or after the lag.
+    fn index_change(&mut self, insert: bool, ix: IndexKey) {
+        let Some(lag) = self.lag.as_mut() else {
+            if insert {
+                self.index.insert(ix);
+            } else {
+                self.index.remove(&ix);
+            }
+            return;
+        };
+        let now = lag.settings.clock.now();
+        let mut visible_at = now + lag.next_delay();
+        if let Some(latest) = lag.latest.get(&ix.2) {
+            visible_at = visible_at.max(*latest);
+        }
+        lag.latest.insert(ix.2.clone(), visible_at);
+        lag.seq += 1;
+        lag.pending.insert((visible_at, lag.seq), (insert, ix));
+    }
+
+    /// Applies the index changes whose time has come (a no-op without lag).
+    fn settle_index(&mut self) {
+        let Some(lag) = self.lag.as_mut() else {
+            return;
+        };
+        let now = lag.settings.clock.now();
+        while let Some(entry) = lag.pending.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((at, _), (insert, ix)) = entry.remove_entry();
+            if lag.latest.get(&ix.2) == Some(&at) {
+                lag.latest.remove(&ix.2);
+            }
+            if insert {
+                self.index.insert(ix);
+            } else {
+                self.index.remove(&ix);
+            }
+        }
     }
 
     /// Replaces the stored item with `f` applied to it, keeping the index in step.
@@ -55,11 +136,14 @@ impl Table {
         let before = Table::index_key(item);
         f(item);
         let after = Table::index_key(item);
+        if before == after {
+            return;
+        }
         if let Some(ix) = before {
-            self.index.remove(&ix);
+            self.index_change(false, ix);
         }
         if let Some(ix) = after {
-            self.index.insert(ix);
+            self.index_change(true, ix);
         }
     }
 }
@@ -107,6 +191,19 @@ impl InMemoryScheduleStore {
         self.shards.store(shards.max(1), Ordering::SeqCst);
     }
 
+    /// The same store, its index lagging the table by up to `lag.max` (see [`IndexLag`]).
+    /// Without it (the default) the index is always current.
+    pub fn with_index_lag(self, lag: IndexLag) -> Self {
+        lock(&self.table).lag = Some(LaggingIndex {
+            rng: lag.seed,
+            settings: lag,
+            seq: 0,
+            pending: BTreeMap::new(),
+            latest: HashMap::new(),
+        });
+        self
+    }
+
     /// Every item, in key order (for reports and tests).
     pub fn items(&self) -> Vec<ScheduleItem> {
         lock(&self.table).items.values().cloned().collect()
@@ -124,7 +221,7 @@ impl ScheduleStore for InMemoryScheduleStore {
             return Ok(false);
         }
         if let Some(ix) = Table::index_key(item) {
-            t.index.insert(ix);
+            t.index_change(true, ix);
         }
         t.items.insert(item.key.clone(), item.clone());
         Ok(true)
@@ -135,7 +232,7 @@ impl ScheduleStore for InMemoryScheduleStore {
         let outcome = match t.items.get(&item.key) {
             None => {
                 if let Some(ix) = Table::index_key(item) {
-                    t.index.insert(ix);
+                    t.index_change(true, ix);
                 }
                 t.items.insert(item.key.clone(), item.clone());
                 return Ok(Materialized::Created);
@@ -215,11 +312,13 @@ impl ScheduleStore for InMemoryScheduleStore {
         let before = Table::index_key(item);
         item.apply(change, self.status_shards());
         let after = Table::index_key(item);
-        if let Some(ix) = before {
-            t.index.remove(&ix);
-        }
-        if let Some(ix) = after {
-            t.index.insert(ix);
+        if before != after {
+            if let Some(ix) = before {
+                t.index_change(false, ix);
+            }
+            if let Some(ix) = after {
+                t.index_change(true, ix);
+            }
         }
         Ok(true)
     }
@@ -251,7 +350,8 @@ impl ScheduleStore for InMemoryScheduleStore {
         limit: u32,
         cursor: Option<&Cursor>,
     ) -> Result<Page<DueEntry>, StoreError> {
-        let t = lock(&self.table);
+        let mut t = lock(&self.table);
+        t.settle_index();
         let after = cursor.map(|c| decode_index_cursor(shard, c)).transpose()?;
         let limit = limit.max(1) as usize;
         let mut items = Vec::new();
@@ -796,5 +896,109 @@ impl crate::ports::DeviceValidator for InMemoryDeviceRegistry {
         } else {
             crate::model::Validation::Valid
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::clock::ManualClock;
+    use crate::ports::query_due;
+
+    fn item_at(time: &str, now: Timestamp) -> ScheduleItem {
+        let def = Definition::from_json(&serde_json::json!({
+            "tenant_id": "acme", "device_workflow_step_id": "s1", "workflow_id": "w1",
+            "device_id": "d1", "enabled": true, "version": 1,
+            "schedule": {"type": "once", "at": time}, "payload": {}
+        }))
+        .unwrap();
+        ScheduleItem::pending(
+            &def,
+            Timestamp::parse(time).unwrap(),
+            now,
+            Duration::from_secs(86_400),
+            1,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_lagging_index_shows_changes_only_after_their_delay() {
+        let start: DateTime<Utc> = "2026-11-26T00:00:00Z".parse().unwrap();
+        let clock = Arc::new(ManualClock::new(start));
+        let lag = IndexLag {
+            max: Duration::from_secs(2),
+            seed: 7,
+            clock: clock.clone(),
+        };
+        let store = InMemoryScheduleStore::new(1).with_index_lag(lag);
+        let now = Timestamp::from_datetime(start);
+        let item = item_at("2026-11-26T01:00:00Z", now);
+        assert!(store.create_if_absent(&item).await.unwrap());
+        let far = Timestamp::parse("2026-11-27T00:00:00Z").unwrap();
+        // Written, readable at once, but not yet in the index (unless its delay drew 0).
+        assert!(store.get(&item.key).await.unwrap().is_some());
+        clock.advance(Duration::from_millis(2001));
+        let due = query_due(&store, Status::Pending, far, 10).await.unwrap();
+        assert_eq!(due.len(), 1, "visible once the lag has passed");
+
+        let queued = StatusChange::transition(Status::Pending, Status::Queued, now).unwrap();
+        assert!(store.change_status(&item.key, &queued).await.unwrap());
+        clock.advance(Duration::from_millis(2001));
+        assert!(
+            query_due(&store, Status::Pending, far, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "the PENDING entry leaves the index after the lag"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lagging_index_keeps_one_items_changes_in_order_and_can_be_stale() {
+        let start: DateTime<Utc> = "2026-11-26T00:00:00Z".parse().unwrap();
+        let clock = Arc::new(ManualClock::new(start));
+        let store = InMemoryScheduleStore::new(1).with_index_lag(IndexLag {
+            max: Duration::from_secs(60),
+            seed: 11,
+            clock: clock.clone(),
+        });
+        let now = Timestamp::from_datetime(start);
+        let far = Timestamp::parse("2026-11-27T00:00:00Z").unwrap();
+        let mut keys = Vec::new();
+        for minute in 0..20 {
+            let item = item_at(&format!("2026-11-26T02:{minute:02}:00Z"), now);
+            store.create_if_absent(&item).await.unwrap();
+            keys.push(item.key);
+        }
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(
+            query_due(&store, Status::Pending, far, 100)
+                .await
+                .unwrap()
+                .len(),
+            20
+        );
+        let mut stale_seen = false;
+        for key in &keys {
+            let queued = StatusChange::transition(Status::Pending, Status::Queued, now).unwrap();
+            store.change_status(key, &queued).await.unwrap();
+            // Right after the write the index may still list the item as PENDING.
+            let due = query_due(&store, Status::Pending, far, 100).await.unwrap();
+            stale_seen |= due.iter().any(|d| d.key == *key);
+        }
+        // A quick create-then-queue: the removal must not overtake the insert.
+        let quick = item_at("2026-11-26T03:00:00Z", now);
+        store.create_if_absent(&quick).await.unwrap();
+        let queued = StatusChange::transition(Status::Pending, Status::Queued, now).unwrap();
+        store.change_status(&quick.key, &queued).await.unwrap();
+        clock.advance(Duration::from_secs(61));
+        assert!(
+            query_due(&store, Status::Pending, far, 100)
+                .await
+                .unwrap()
+                .is_empty(),
+            "the removal never overtakes the insert of the same item"
+        );
+        assert!(stale_seen, "a 60 s lag shows some stale entries");
     }
 }

@@ -561,8 +561,6 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         let lateness_ms = (sent_at - item.scheduled_time.as_datetime())
             .num_milliseconds()
             .max(0) as u64;
-        metrics.incr(Metric::Executed);
-        metrics.sample(Metric::LatenessMs, lateness_ms as f64);
         info!(execution_id = %trigger.execution_id, tenant_id = %item.tenant_id, device_workflow_step_id = %item.device_workflow_step_id,
               device_id = %item.device_id, scheduled_time = %item.scheduled_time, lateness_ms, attempt = trigger.attempt, "trigger sent");
         let change = StatusChange::executed(Timestamp::from_datetime(sent_at))
@@ -580,7 +578,12 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         }
         match written {
             Ok(recorded) => {
-                if !recorded {
+                // Counted with the write that records it, so the metric equals the table's
+                // EXECUTED count (a resend after a lost write is not counted twice).
+                if recorded {
+                    metrics.incr(Metric::Executed);
+                    metrics.sample(Metric::LatenessMs, lateness_ms as f64);
+                } else {
                     // Moved on while the trigger was in flight, by a writer that ignored
                     // this delivery's lease: the table now disagrees with what was sent.
                     error!(execution_id = %trigger.execution_id, pk = %key.pk, sk = %key.sk, "trigger sent, but the occurrence was no longer QUEUED under this delivery's lease");

@@ -10,14 +10,17 @@
 //! - a *full* run (EventBridge, daily at 00:00 UTC, or `{}` by hand) starts at the earlier
 //!   of the horizon and now, so it also rewrites what is already there (idempotently:
 //!   a definition change that definition sync could not apply is brought in here);
-//! - either way never earlier than `now - catch_up` (the longest default misfire grace): an
-//!   occurrence older than that would only be marked MISSED. With no horizon recorded (the
-//!   first run) a run starts at now.
+//! - either way never earlier than `now - catch_up` (7 days by default). Occurrences it
+//!   brings in past their misfire grace are marked MISSED by the scheduler, so an outage
+//!   of the scanner shows as MISSED steps, never as steps that silently do not exist (a
+//!   definition's own grace may be longer than the default, too). With no horizon
+//!   recorded (the first run) a run starts at now.
 //!
 //! So a missed or failed run costs nothing: the horizon stays where the last complete run
 //! left it (about 24 h ahead), and the next run, an hour later, starts there. Only when
 //! every run fails for longer than the lookahead does anything fall behind, and then the
-//! next run materializes everything still inside its grace. A backfill (`{"from", "to"}`)
+//! next run materializes everything since the horizon: what is still inside its grace
+//! fires late, the rest is recorded MISSED. A backfill (`{"from", "to"}`)
 //! covers exactly its range.
 //!
 //! **Devices.** Each distinct (tenant, device) is validated once per run, `concurrency` at
@@ -84,7 +87,7 @@ impl Default for ScanSettings {
         Self {
             horizon: Duration::from_secs(24 * 3600),
             overlap: Duration::from_secs(3600),
-            catch_up: Duration::from_secs(3600),
+            catch_up: crate::limits::DEFAULT_SCAN_CATCH_UP,
             segments: 4,
             concurrency: 16,
             retention: crate::limits::DEFAULT_RETENTION,
