@@ -618,13 +618,20 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         } else {
             StatusChange::attempts_failed(Status::Queued, self.now(), failures, reason.clone())
         };
-        if let Err(write) = self.change(key, change, msg).await {
-            return Outcome::Retry {
-                reason: format!("{reason}; and recording it failed: {}", chain(&write)),
-            };
-        }
+        let recorded = match self.change(key, change, msg).await {
+            Ok(recorded) => recorded,
+            Err(write) => {
+                return Outcome::Retry {
+                    reason: format!("{reason}; and recording it failed: {}", chain(&write)),
+                };
+            }
+        };
         if last {
-            metrics.incr(Metric::Failed);
+            // Counted only when this write made it FAILED (another writer may have settled
+            // it first), so the metric equals the table's count.
+            if recorded {
+                metrics.incr(Metric::Failed);
+            }
             warn!(execution_id = %item.execution_id(), receive_count = msg.receive_count, error = %reason, "occurrence FAILED; its message goes to the DLQ");
             Outcome::Failed { reason }
         } else {
