@@ -921,6 +921,14 @@ mod tests {
         )
     }
 
+    fn paging(clock: &ManualClock, page_size: u32) -> crate::ports::Paging<'_, ManualClock> {
+        crate::ports::Paging {
+            page_size,
+            clock,
+            deadline: None,
+        }
+    }
+
     #[tokio::test]
     async fn a_lagging_index_shows_changes_only_after_their_delay() {
         let start: DateTime<Utc> = "2026-11-26T00:00:00Z".parse().unwrap();
@@ -938,14 +946,16 @@ mod tests {
         // Written, readable at once, but not yet in the index (unless its delay drew 0).
         assert!(store.get(&item.key).await.unwrap().is_some());
         clock.advance(Duration::from_millis(2001));
-        let due = query_due(&store, Status::Pending, far, 10).await.unwrap();
+        let due = query_due(&store, Status::Pending, far, paging(&clock, 10))
+            .await
+            .unwrap();
         assert_eq!(due.len(), 1, "visible once the lag has passed");
 
         let queued = StatusChange::transition(Status::Pending, Status::Queued, now).unwrap();
         assert!(store.change_status(&item.key, &queued).await.unwrap());
         clock.advance(Duration::from_millis(2001));
         assert!(
-            query_due(&store, Status::Pending, far, 10)
+            query_due(&store, Status::Pending, far, paging(&clock, 10))
                 .await
                 .unwrap()
                 .is_empty(),
@@ -972,7 +982,7 @@ mod tests {
         }
         clock.advance(Duration::from_secs(61));
         assert_eq!(
-            query_due(&store, Status::Pending, far, 100)
+            query_due(&store, Status::Pending, far, paging(&clock, 100))
                 .await
                 .unwrap()
                 .len(),
@@ -983,7 +993,9 @@ mod tests {
             let queued = StatusChange::transition(Status::Pending, Status::Queued, now).unwrap();
             store.change_status(key, &queued).await.unwrap();
             // Right after the write the index may still list the item as PENDING.
-            let due = query_due(&store, Status::Pending, far, 100).await.unwrap();
+            let due = query_due(&store, Status::Pending, far, paging(&clock, 100))
+                .await
+                .unwrap();
             stale_seen |= due.iter().any(|d| d.key == *key);
         }
         // A quick create-then-queue: the removal must not overtake the insert.
@@ -993,7 +1005,7 @@ mod tests {
         store.change_status(&quick.key, &queued).await.unwrap();
         clock.advance(Duration::from_secs(61));
         assert!(
-            query_due(&store, Status::Pending, far, 100)
+            query_due(&store, Status::Pending, far, paging(&clock, 100))
                 .await
                 .unwrap()
                 .is_empty(),
