@@ -617,11 +617,17 @@ mod tests {
                 "2026-11-26T09:30:00Z",
                 "2026-11-26T09:30:00Z",
             ),
-            // Long ago: no earlier than the catch-up bound (1 h).
+            // Two days ago: caught up from there (what is past its grace becomes MISSED).
             (
                 Some("2026-11-24T00:00:00Z"),
-                "2026-11-26T09:00:00Z",
-                "2026-11-26T09:00:00Z",
+                "2026-11-24T00:00:00Z",
+                "2026-11-24T00:00:00Z",
+            ),
+            // Longer ago than the catch-up bound (7 days): no earlier than the bound.
+            (
+                Some("2026-11-01T00:00:00Z"),
+                "2026-11-19T10:00:00Z",
+                "2026-11-19T10:00:00Z",
             ),
             // Beyond this run's end: an incremental run has nothing to write.
             (
