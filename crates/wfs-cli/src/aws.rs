@@ -15,13 +15,13 @@ use crate::CliError;
 pub struct AwsOptions {
     /// Send every AWS call to this endpoint (an emulator such as moto or LocalStack);
     /// default: AWS_ENDPOINT_URL, else AWS itself
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", help_heading = "AWS")]
     pub endpoint_url: Option<String>,
     /// AWS region (default: AWS_REGION, then the profile's region)
-    #[arg(long, global = true, value_name = "REGION")]
+    #[arg(long, global = true, value_name = "REGION", help_heading = "AWS")]
     pub region: Option<String>,
     /// Named profile of ~/.aws/config (default: AWS_PROFILE, then "default")
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME", help_heading = "AWS")]
     pub profile: Option<String>,
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use std::io::Write;
 
+use schedule_core::adapters::sqs::SqsDispatchQueue;
 use schedule_core::app::redrive::{RedriveAction, RedriveOptions, RedriveReport, redrive};
 use schedule_core::error::QueueError;
 use schedule_core::ports::DispatchQueue;
@@ -28,8 +29,14 @@ only way SQS shows a message); a redrive after that sees them again.")]
         /// List at most N messages
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         max: Option<u64>,
-        #[command(flatten)]
-        queues: Queues,
+        /// The execution queue's dead-letter queue
+        #[arg(
+            long,
+            env = "EXECUTION_DLQ_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        dlq_url: String,
         /// One JSON object {entries: [{message_id, occurrence, action}]}
         #[arg(long)]
         json: bool,
@@ -81,39 +88,34 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let sdk = aws.sdk().await?;
-    let (dry_run, max, queues, json) = match command {
-        DlqCommand::List { max, queues, json } => (true, max, queues, json),
+    let usize_max = |m: Option<u64>| m.map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+    let (report, dlq_url, json) = match command {
+        DlqCommand::List { max, dlq_url, json } => {
+            let dlq = SqsDispatchQueue::new(aws_sdk_sqs::Client::new(&sdk), &dlq_url);
+            let bar = crate::output::progress(None, json, "reading the DLQ");
+            let report = list_dead(&dlq, usize_max(max), RECEIVE_WAIT).await;
+            bar.finish_and_clear();
+            (report, dlq_url, json)
+        }
         DlqCommand::Redrive {
             dry_run,
             max,
             queues,
             json,
-        } => (dry_run, max, queues, json),
+        } => {
+            let (dlq, target) = (queues.dlq(&sdk), queues.queue(&sdk));
+            let bar = crate::output::progress(None, json, "redriving");
+            let options = RedriveOptions {
+                dry_run,
+                max: usize_max(max),
+                wait: RECEIVE_WAIT,
+            };
+            let report = redrive(&dlq, &target, &options).await;
+            bar.finish_and_clear();
+            (report, queues.dlq_url, json)
+        }
     };
-    let max = max.map(|m| usize::try_from(m).unwrap_or(usize::MAX));
-    let (dlq, target) = (queues.dlq(&sdk), queues.queue(&sdk));
-    let bar = crate::output::progress(
-        None,
-        json,
-        if dry_run {
-            "reading the DLQ"
-        } else {
-            "redriving"
-        },
-    );
-    let report = redrive(
-        &dlq,
-        &target,
-        &RedriveOptions {
-            dry_run,
-            max,
-            wait: RECEIVE_WAIT,
-        },
-    )
-    .await;
-    bar.finish_and_clear();
-    let report =
-        report.map_err(|e| crate::failed(&format!("reading the DLQ {}", queues.dlq_url), &e))?;
+    let report = report.map_err(|e| crate::failed(&format!("reading the DLQ {dlq_url}"), &e))?;
     if json {
         crate::output::json_line(out, &report)?;
     } else {
