@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use clap::{Parser, Subcommand};
 use schedule_core::model::{StepId, TenantId, Timestamp};
 
@@ -128,11 +128,6 @@ pub fn timestamp(raw: &str) -> Result<Timestamp, String> {
 pub fn date(raw: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d")
         .map_err(|_| format!("expected a day like 2026-11-26, not {raw:?}"))
-}
-
-/// Now, as the commands that need it read it.
-pub fn now() -> DateTime<Utc> {
-    Utc::now()
 }
 
 #[cfg(test)]

@@ -622,3 +622,59 @@ fn version_usage_errors_and_findings_have_their_exit_codes() {
     assert_eq!(rows[0]["origin"], format!("{path}:1"));
     assert!(rows[0]["error"].as_str().unwrap().contains("Mars/Base"));
 }
+
+#[tokio::test]
+async fn dlq_list_names_each_message_and_deletes_nothing() {
+    use schedule_core::ports::{DispatchQueue, OutgoingMessage};
+    let w = world().await;
+    let msg = |id: &str, body: &str| OutgoingMessage {
+        id: id.into(),
+        body: body.into(),
+        delay: std::time::Duration::ZERO,
+    };
+    let item = w.memory_store.items().into_iter().next().unwrap();
+    let body = json!({"pk": item.key.pk, "sk": item.key.sk}).to_string();
+    w.execution_dlq
+        .send_batch(&[msg("a", &body), msg("b", "not json")])
+        .await
+        .unwrap();
+    let report = wfs_cli::dlq::list_dead(&*w.execution_dlq, None, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report.entries.len(), 2);
+    assert_eq!(w.execution_dlq.len(), 2, "listing deleted a message");
+    let text = wfs_cli::dlq::render(&report);
+    assert!(text.contains("left-malformed"), "{text}");
+    assert_eq!(wfs_cli::dlq::finish(&report).unwrap_err().exit_code(), 1);
+}
+
+#[tokio::test]
+async fn backfill_materializes_a_range_once() {
+    let w = world().await;
+    let metrics = schedule_core::metrics::Metrics::new("test");
+    let (from, to) = (t("2026-11-28T00:00:00Z"), t("2026-11-28T06:00:00Z"));
+    let first = wfs_cli::backfill::backfill(&w.scanner, from, to, Some(tenant("beta")), &metrics)
+        .await
+        .unwrap();
+    // beta's only step is on the 26th; acme's water ends at 10:00 on the 26th.
+    assert_eq!(first.created, 0);
+    let (from, to) = (t("2026-11-26T09:30:00Z"), t("2026-11-26T12:00:00Z"));
+    let before = w.memory_store.items().len();
+    let again = wfs_cli::backfill::backfill(&w.scanner, from, to, None, &metrics)
+        .await
+        .unwrap();
+    assert_eq!((again.created, again.already_present), (0, 2), "{again:?}");
+    assert_eq!(w.memory_store.items().len(), before);
+    let text = wfs_cli::backfill::render(&again);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("already_present ") && l.ends_with(" 2")),
+        "{text}"
+    );
+    let bad = wfs_cli::backfill::backfill(&w.scanner, to, from, None, &metrics).await;
+    assert!(
+        bad.unwrap_err()
+            .to_string()
+            .contains("'from' must be before 'to'")
+    );
+}
