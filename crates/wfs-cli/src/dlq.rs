@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use std::io::Write;
 
-use schedule_core::adapters::sqs::SqsDispatchQueue;
 use schedule_core::app::redrive::{RedriveAction, RedriveOptions, RedriveReport, redrive};
 use schedule_core::error::QueueError;
 use schedule_core::ports::DispatchQueue;
@@ -23,7 +22,7 @@ const RECEIVE_WAIT: Duration = Duration::from_secs(1);
 pub enum DlqCommand {
     /// List the messages in the execution DLQ and the occurrence each names, deleting nothing
     #[command(after_help = "Example:\n  wfs dlq list --max 50 --json\n\n\
-The listed messages stay hidden in the DLQ for its visibility timeout (a receive is the \
+The listed messages stay hidden in the DLQ for --visibility seconds (a receive is the \
 only way SQS shows a message); a redrive after that sees them again.")]
     List {
         /// List at most N messages
@@ -37,6 +36,9 @@ only way SQS shows a message); a redrive after that sees them again.")]
             value_name = "URL"
         )]
         dlq_url: String,
+        /// Seconds each listed message stays hidden (instead of the DLQ's own visibility timeout)
+        #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=43_200))]
+        visibility: u32,
         /// One JSON object {entries: [{message_id, occurrence, action}]}
         #[arg(long)]
         json: bool,
@@ -89,13 +91,22 @@ pub async fn run(
 ) -> Result<(), CliError> {
     let sdk = aws.sdk().await?;
     let usize_max = |m: Option<u64>| m.map(|m| usize::try_from(m).unwrap_or(usize::MAX));
-    let (report, dlq_url, json) = match command {
-        DlqCommand::List { max, dlq_url, json } => {
-            let dlq = SqsDispatchQueue::new(aws_sdk_sqs::Client::new(&sdk), &dlq_url);
+    let (report, dlq_url, json, listing) = match command {
+        DlqCommand::List {
+            max,
+            dlq_url,
+            visibility,
+            json,
+        } => {
+            let dlq = SqsPeek {
+                client: aws_sdk_sqs::Client::new(&sdk),
+                url: dlq_url.clone(),
+                visibility: i32::try_from(visibility).unwrap_or(i32::MAX),
+            };
             let bar = crate::output::progress(None, json, "reading the DLQ");
             let report = list_dead(&dlq, usize_max(max), RECEIVE_WAIT).await;
             bar.finish_and_clear();
-            (report, dlq_url, json)
+            (report, dlq_url, json, true)
         }
         DlqCommand::Redrive {
             dry_run,
@@ -112,7 +123,7 @@ pub async fn run(
             };
             let report = redrive(&dlq, &target, &options).await;
             bar.finish_and_clear();
-            (report, queues.dlq_url, json)
+            (report, queues.dlq_url, json, false)
         }
     };
     let report = report.map_err(|e| crate::failed(&format!("reading the DLQ {dlq_url}"), &e))?;
@@ -121,7 +132,71 @@ pub async fn run(
     } else {
         write!(out, "{}", render(&report)).map_err(|e| CliError::Failed(e.to_string()))?;
     }
-    finish(&report)
+    // A listing is data (exit 0); a redrive that left a message behind is a finding.
+    if listing { Ok(()) } else { finish(&report) }
+}
+
+/// The DLQ read with a visibility timeout of its own: listing hides each message for
+/// `visibility` seconds, not for the DLQ's (possibly long) timeout. Sends and deletes
+/// nothing.
+#[derive(Debug, Clone)]
+pub struct SqsPeek {
+    pub client: aws_sdk_sqs::Client,
+    pub url: String,
+    pub visibility: i32,
+}
+
+impl DispatchQueue for SqsPeek {
+    async fn send_batch(
+        &self,
+        _: &[schedule_core::ports::OutgoingMessage],
+    ) -> Result<schedule_core::ports::SendReport, QueueError> {
+        Err(QueueError::Invalid(
+            "listing the DLQ sends nothing".to_owned(),
+        ))
+    }
+
+    async fn receive(
+        &self,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<schedule_core::ports::ReceivedMessage>, QueueError> {
+        use aws_sdk_sqs::types::MessageSystemAttributeName as A;
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
+            .wait_time_seconds(i32::try_from(wait.as_secs().min(20)).unwrap_or(20))
+            .visibility_timeout(self.visibility)
+            .message_system_attribute_names(A::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| QueueError::Permanent {
+                operation: "ReceiveMessage",
+                source: Box::new(e),
+            })?;
+        Ok(out
+            .messages()
+            .iter()
+            .map(|m| schedule_core::ports::ReceivedMessage {
+                message_id: m.message_id().unwrap_or_default().to_owned(),
+                receipt_handle: m.receipt_handle().unwrap_or_default().to_owned(),
+                body: m.body().unwrap_or_default().to_owned(),
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| a.get(&A::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, _: &str) -> Result<(), QueueError> {
+        Err(QueueError::Invalid(
+            "listing the DLQ deletes nothing".to_owned(),
+        ))
+    }
 }
 
 /// One line per dead message: what was done, its message id, its occurrence, and why it

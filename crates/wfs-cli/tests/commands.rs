@@ -633,7 +633,7 @@ async fn dlq_list_names_each_message_and_deletes_nothing() {
         delay: std::time::Duration::ZERO,
     };
     let item = w.memory_store.items().into_iter().next().unwrap();
-    let body = json!({"pk": item.key.pk, "sk": item.key.sk}).to_string();
+    let body = json!({"v": 1, "PK": item.key.pk, "SK": item.key.sk, "scheduled_time": item.scheduled_time.to_string()}).to_string();
     w.execution_dlq
         .send_batch(&[msg("a", &body), msg("b", "not json")])
         .await
@@ -644,6 +644,11 @@ async fn dlq_list_names_each_message_and_deletes_nothing() {
     assert_eq!(report.entries.len(), 2);
     assert_eq!(w.execution_dlq.len(), 2, "listing deleted a message");
     let text = wfs_cli::dlq::render(&report);
+    let occurrence = format!("{}/{}", item.key.pk, item.key.sk);
+    assert!(
+        text.contains(&format!("would-redrive\t")) && text.contains(&occurrence),
+        "{text}"
+    );
     assert!(text.contains("left-malformed"), "{text}");
     assert_eq!(wfs_cli::dlq::finish(&report).unwrap_err().exit_code(), 1);
 }

@@ -182,6 +182,53 @@ fn definitions_backfill_plan_explain_export_status_and_dlq_against_the_emulator(
     let dead: Value = serde_json::from_str(&wfs.ok(&["dlq", "list", "--json"])).unwrap();
     assert_eq!(dead["entries"], json!([]));
 
+    // Two dead execution messages and one that is not: list them (hidden 1 s only), then
+    // redrive twice; each goes back to the execution queue once, the bad one is left.
+    let dlq_url = wfs.env["EXECUTION_DLQ_URL"].clone();
+    let bodies: Vec<String> = plan[..2]
+        .iter()
+        .map(|r| {
+            let at = r["scheduled_time"].as_str().unwrap();
+            json!({"v": 1, "PK": "TENANT#acme#DATE#2030-01-01", "SK": format!("TIME#{at}#STEP#water"), "scheduled_time": at}).to_string()
+        })
+        .chain(["not an execution message".to_owned()])
+        .collect();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await;
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            for body in &bodies {
+                sqs.send_message()
+                    .queue_url(&dlq_url)
+                    .message_body(body)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+    let listed: Value =
+        serde_json::from_str(&wfs.ok(&["dlq", "list", "--json", "--visibility", "1"])).unwrap();
+    assert_eq!(listed["entries"].as_array().unwrap().len(), 3, "{listed}");
+    let text = wfs.ok(&["dlq", "list", "--visibility", "1"]);
+    assert!(text.is_empty() || text.contains("would"), "{text}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (code, stdout, stderr) = wfs.run(&["dlq", "redrive"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.ends_with("2 redriven, 1 left in the DLQ\n"),
+        "{stdout}"
+    );
+    let (_, stdout, _) = wfs.run(&["dlq", "redrive"]);
+    assert!(stdout.starts_with("0 redriven"), "{stdout}");
+    let status: Value = serde_json::from_str(&wfs.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["queues"][0]["name"], "execution");
+    assert_eq!(status["queues"][0]["depth"]["visible"], 2, "{status}");
+
     assert!(
         wfs.ok(&[
             "definitions",
