@@ -646,7 +646,7 @@ async fn dlq_list_names_each_message_and_deletes_nothing() {
     let text = wfs_cli::dlq::render(&report);
     let occurrence = format!("{}/{}", item.key.pk, item.key.sk);
     assert!(
-        text.contains(&format!("would-redrive\t")) && text.contains(&occurrence),
+        text.contains("would-redrive\t") && text.contains(&occurrence),
         "{text}"
     );
     assert!(text.contains("left-malformed"), "{text}");
