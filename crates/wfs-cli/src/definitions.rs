@@ -64,6 +64,9 @@ FILE is a JSON array of definitions or one definition per line. Exit 1 when any 
         key: StepKey,
         #[command(flatten)]
         table: DefinitionsTable,
+        /// One JSON object {tenant_id, device_workflow_step_id, version, enabled}
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a definition: its PENDING occurrences are cancelled
     #[command(
@@ -74,6 +77,9 @@ FILE is a JSON array of definitions or one definition per line. Exit 1 when any 
         key: StepKey,
         #[command(flatten)]
         table: DefinitionsTable,
+        /// One JSON object {tenant_id, device_workflow_step_id, deleted}
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -379,11 +385,18 @@ pub async fn run(
                 write!(out, "{}", render_list(&defs)).map_err(|e| CliError::Failed(e.to_string()))
             }
         }
-        DefinitionsCommand::Disable { key, table } => {
+        DefinitionsCommand::Disable { key, table, json } => {
             let source = table.source(&aws.sdk().await?);
             let def = disable_definition(&source, &key.tenant, &key.step, now)
                 .await
                 .map_err(|e| failed("disabling", &e))?;
+            if json {
+                return output::json_line(
+                    out,
+                    &json!({"tenant_id": def.tenant_id.as_str(), "device_workflow_step_id": def.device_workflow_step_id.as_str(),
+                            "version": def.version, "enabled": def.enabled}),
+                );
+            }
             output::line(
                 out,
                 &format!(
@@ -392,12 +405,18 @@ pub async fn run(
                 ),
             )
         }
-        DefinitionsCommand::Delete { key, table } => {
+        DefinitionsCommand::Delete { key, table, json } => {
             let source = table.source(&aws.sdk().await?);
             if delete_definition(&source, &key.tenant, &key.step)
                 .await
                 .map_err(|e| failed("deleting", &e))?
             {
+                if json {
+                    return output::json_line(
+                        out,
+                        &json!({"tenant_id": key.tenant.as_str(), "device_workflow_step_id": key.step.as_str(), "deleted": true}),
+                    );
+                }
                 output::line(out, &format!("{}/{} deleted", key.tenant, key.step))
             } else {
                 Err(CliError::Failed(format!(

@@ -229,16 +229,19 @@ fn definitions_backfill_plan_explain_export_status_and_dlq_against_the_emulator(
     assert_eq!(status["queues"][0]["name"], "execution");
     assert_eq!(status["queues"][0]["depth"]["visible"], 2, "{status}");
 
-    assert!(
-        wfs.ok(&[
-            "definitions",
-            "disable",
-            "--tenant",
-            "acme",
-            "--step",
-            "water"
-        ])
-        .contains("version 3")
+    let disabled: Value = serde_json::from_str(&wfs.ok(&[
+        "definitions",
+        "disable",
+        "--tenant",
+        "acme",
+        "--step",
+        "water",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        disabled,
+        json!({"tenant_id": "acme", "device_workflow_step_id": "water", "version": 3, "enabled": false})
     );
     let got: Value = serde_json::from_str(&wfs.ok(&[
         "definitions",
