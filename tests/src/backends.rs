@@ -19,8 +19,8 @@ use serde_json::Value;
 
 /// What a contract case needs from a backend.
 pub trait Backend: Send + Sync {
-    type Store: ScheduleStore;
-    type Defs: DefinitionSource;
+    type Store: ScheduleStore + schedule_core::ports::ScheduleBrowse;
+    type Defs: DefinitionSource + schedule_core::ports::DefinitionAdmin;
     type Queue: DispatchQueue;
     type Sink: ActionSink;
 

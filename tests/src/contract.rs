@@ -1020,3 +1020,99 @@ pub async fn sweeps_of_stuck_queued_items_are_conditional<B: Backend>(b: &B) {
     let round = store.get(&it.key).await.unwrap().unwrap();
     assert_eq!(round.sweeps, 2);
 }
+
+// ==== Operator reads and edits (the `wfs` CLI) ========================================
+
+/// A tenant's day is its partition only (not another tenant's, not the next day), in time
+/// order, paged; a definition delete reports whether there was one.
+pub async fn operator_reads_a_tenants_day_and_deletes_definitions<B: Backend>(b: &B) {
+    use schedule_core::model::TenantId;
+    use schedule_core::ports::{DefinitionAdmin, occurrences_on};
+    let store = b.store(4).await;
+    let times = [
+        "2026-11-26T10:00:00Z",
+        "2026-11-26T00:00:00Z",
+        "2026-11-26T23:59:59Z",
+        "2026-11-26T12:30:00Z",
+        "2026-11-26T12:30:00Z",
+    ];
+    for (i, at) in times.iter().enumerate() {
+        assert!(
+            store
+                .create_if_absent(&item("acme", &format!("s{i}"), at, 4))
+                .await
+                .unwrap()
+        );
+    }
+    store
+        .create_if_absent(&item("acme", "next-day", "2026-11-27T00:00:00Z", 4))
+        .await
+        .unwrap();
+    store
+        .create_if_absent(&item("acme2", "other", "2026-11-26T10:00:00Z", 4))
+        .await
+        .unwrap();
+    let clock = SystemClock;
+    let paging = Paging {
+        page_size: 2,
+        clock: &clock,
+        deadline: None,
+    };
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let got = occurrences_on(&store, &acme, day, paging).await.unwrap();
+    let keys: Vec<(String, String)> = got
+        .iter()
+        .map(|i| {
+            (
+                i.scheduled_time.to_string(),
+                i.device_workflow_step_id.to_string(),
+            )
+        })
+        .collect();
+    let mut want: Vec<(String, String)> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ((*t).to_owned(), format!("s{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(keys, want, "{}", b.name());
+    assert_eq!(
+        got[0],
+        store.get(&got[0].key).await.unwrap().unwrap(),
+        "{}",
+        b.name()
+    );
+    let empty = occurrences_on(&store, &TenantId::parse("nobody").unwrap(), day, paging)
+        .await
+        .unwrap();
+    assert!(empty.is_empty(), "{}", b.name());
+
+    let defs = b.definitions().await;
+    let d = definition("acme", "gone", "2026-11-26T10:30:00Z");
+    defs.put(&d).await.unwrap();
+    assert!(
+        defs.delete_definition(&d.tenant_id, &d.device_workflow_step_id)
+            .await
+            .unwrap(),
+        "{}",
+        b.name()
+    );
+    assert!(
+        defs.get(&d.tenant_id, &d.device_workflow_step_id)
+            .await
+            .unwrap()
+            .is_none(),
+        "{}",
+        b.name()
+    );
+    assert!(
+        !defs
+            .delete_definition(&d.tenant_id, &d.device_workflow_step_id)
+            .await
+            .unwrap(),
+        "{}",
+        b.name()
+    );
+}
+// ==== end of operator reads and edits ==================================================

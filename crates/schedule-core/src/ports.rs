@@ -599,3 +599,77 @@ impl<T: DefinitionSource + ?Sized> DefinitionSource for std::sync::Arc<T> {
         (**self).get_many(keys)
     }
 }
+
+// ==== Operator reads and edits (the `wfs` CLI) ========================================
+// Kept apart from the ports the functions use, so a wrapper of `ScheduleStore` or
+// `DefinitionSource` (fault injection in tests) need not implement them.
+
+/// Reads a person needs and the functions do not: one tenant's day.
+pub trait ScheduleBrowse: Send + Sync {
+    /// One page of the occurrences of `tenant` due on the UTC `date` (the partition
+    /// `TENANT#{tenant}#DATE#{date}`), in time order (then step).
+    fn occurrences_page(
+        &self,
+        tenant: &TenantId,
+        date: chrono::NaiveDate,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> impl Future<Output = Result<Page<ScheduleItem>, StoreError>> + Send;
+}
+
+/// Edits a person makes to the definitions table besides `put`.
+pub trait DefinitionAdmin: Send + Sync {
+    /// Deletes the definition of `tenant`/`step`. `Ok(false)`: there was none.
+    fn delete_definition(
+        &self,
+        tenant: &TenantId,
+        step: &StepId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Every occurrence of `tenant` on the UTC `date`, paged to the end (each throttled page
+/// retried on `paging`'s clock), in time order.
+pub async fn occurrences_on<S: ScheduleBrowse + ?Sized, C: Clock + ?Sized>(
+    store: &S,
+    tenant: &TenantId,
+    date: chrono::NaiveDate,
+    paging: Paging<'_, C>,
+) -> Result<Vec<ScheduleItem>, StoreError> {
+    let key = format!("{tenant}/{date}");
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = retrying(PAGE_RETRY, &key, paging.clock, paging.deadline, || {
+            store.occurrences_page(tenant, date, paging.page_size, cursor.as_ref())
+        })
+        .await?;
+        out.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+impl<T: ScheduleBrowse + ?Sized> ScheduleBrowse for std::sync::Arc<T> {
+    fn occurrences_page(
+        &self,
+        tenant: &TenantId,
+        date: chrono::NaiveDate,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> impl Future<Output = Result<Page<ScheduleItem>, StoreError>> + Send {
+        (**self).occurrences_page(tenant, date, limit, cursor)
+    }
+}
+
+impl<T: DefinitionAdmin + ?Sized> DefinitionAdmin for std::sync::Arc<T> {
+    fn delete_definition(
+        &self,
+        tenant: &TenantId,
+        step: &StepId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).delete_definition(tenant, step)
+    }
+}
+// ==== end of operator reads and edits ==================================================

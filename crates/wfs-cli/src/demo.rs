@@ -14,48 +14,31 @@ use schedule_core::model::{
 use schedule_core::ports::{Clock, DefinitionSource};
 use serde_json::{Value, json};
 
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  wfs demo --speed 0 --duration 2h\n  wfs demo --definitions examples/definitions.json"
+)]
 pub struct Options {
+    /// Definitions to load (a JSON array, or one object per line); default: a built-in sample set
+    #[arg(long, value_name = "FILE")]
     definitions: Option<PathBuf>,
+    /// Simulated seconds per real second (1 = real time; 0 = as fast as possible)
+    #[arg(long, value_name = "N", default_value = "60", value_parser = speed)]
     speed: f64,
+    /// How much simulated time to run, like 10m or 2h
+    #[arg(long, value_name = "SPAN", default_value = "10m", value_parser = span)]
     duration: Duration,
 }
 
-impl Options {
-    pub fn parse(args: &[String]) -> Result<Self, String> {
-        let mut options = Options {
-            definitions: None,
-            speed: 60.0,
-            duration: Duration::from_secs(600),
-        };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
-            match flag.as_str() {
-                "--definitions" => {
-                    options.definitions = Some(PathBuf::from(value("--definitions")?))
-                }
-                "--speed" => {
-                    let raw = value("--speed")?;
-                    options.speed = raw
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|s| s.is_finite() && *s >= 0.0)
-                        .ok_or_else(|| format!("invalid --speed {raw:?}: expected a number ≥ 0"))?;
-                }
-                "--duration" => {
-                    let raw = value("--duration")?;
-                    options.duration = parse_span("--duration", &raw).map_err(|e| e.to_string())?;
-                }
-                other => return Err(format!("unknown option {other:?} for demo (see wfs help)")),
-            }
-        }
-        Ok(options)
-    }
+fn speed(raw: &str) -> Result<f64, String> {
+    raw.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| "expected a number ≥ 0".to_owned())
+}
+
+fn span(raw: &str) -> Result<Duration, String> {
+    parse_span("--duration", raw).map_err(|e| e.to_string())
 }
 
 /// The built-in sample: a small fleet of one tenant, with one of everything: one-time

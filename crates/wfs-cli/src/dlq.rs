@@ -1,121 +1,202 @@
-//! `wfs dlq redrive [--dry-run] [--max N] [--dlq-url URL] [--queue-url URL]
-//! [--endpoint-url URL]`: moves the execution DLQ back to the execution queue. Each dead
+//! `wfs dlq list` shows the execution DLQ; `wfs dlq redrive [--dry-run] [--max N]` moves the execution DLQ back to the execution queue. Each dead
 //! message's body is sent back unchanged, then deleted from the DLQ; the executor moves
 //! its FAILED occurrence back to QUEUED and runs the step again, under the same execution
 //! id. Safe to interrupt and run again: a message sent twice is absorbed by the executor.
 
 use std::time::Duration;
 
-use schedule_core::adapters::sqs::SqsDispatchQueue;
+use std::io::Write;
+
 use schedule_core::app::redrive::{RedriveAction, RedriveOptions, RedriveReport, redrive};
+use schedule_core::error::QueueError;
+use schedule_core::ports::DispatchQueue;
 
 use crate::CliError;
+use crate::aws::{AwsOptions, Queues};
 
 /// On SQS a receive that waits this long sees the whole queue (a short poll samples only
 /// some of its servers).
 const RECEIVE_WAIT: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    pub dry_run: bool,
-    pub max: Option<usize>,
-    pub dlq_url: String,
-    pub queue_url: String,
-    pub endpoint_url: Option<String>,
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// List the messages in the execution DLQ and the occurrence each names, deleting nothing
+    #[command(after_help = "Example:\n  wfs dlq list --max 50 --json\n\n\
+The listed messages stay hidden in the DLQ for --visibility seconds (a receive is the \
+only way SQS shows a message); a redrive after that sees them again.")]
+    List {
+        /// List at most N messages
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        max: Option<u64>,
+        /// The execution queue's dead-letter queue
+        #[arg(
+            long,
+            env = "EXECUTION_DLQ_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        dlq_url: String,
+        /// Seconds each listed message stays hidden (instead of the DLQ's own visibility timeout)
+        #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=43_200))]
+        visibility: u32,
+        /// One JSON object {entries: [{message_id, occurrence, action}]}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send each DLQ message back to the execution queue, then delete it from the DLQ
+    #[command(
+        after_help = "Example:\n  wfs dlq redrive --dry-run\n  wfs dlq redrive --max 100\n\n\
+The executor runs each FAILED step again under the same execution id. Safe to interrupt \
+and re-run: a message sent twice is dropped by the executor. Exit 1 when a message is left \
+in the DLQ (not an execution message, or its send failed)."
+    )]
+    Redrive {
+        /// List what would be redriven; send and delete nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop after N messages
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        max: Option<u64>,
+        #[command(flatten)]
+        queues: Queues,
+        /// The report as one JSON object {entries: [{message_id, occurrence, action, reason?}]}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-impl Options {
-    /// Flags first, then `EXECUTION_DLQ_URL`, `EXECUTION_QUEUE_URL` and
-    /// `AWS_ENDPOINT_URL` from `env`.
-    pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Self, CliError> {
-        let [sub, rest @ ..] = args else {
-            return Err(CliError::Usage(USAGE.to_owned()));
-        };
-        if sub != "redrive" {
-            return Err(CliError::Usage(format!(
-                "unknown dlq command {sub:?}\n{USAGE}"
-            )));
-        }
-        let (mut dry_run, mut max, mut dlq_url, mut queue_url, mut endpoint_url) =
-            (false, None, None, None, None);
-        let mut it = rest.iter();
-        while let Some(arg) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| CliError::Usage(format!("{name} needs a value\n{USAGE}")))
-            };
-            match arg.as_str() {
-                "--dry-run" => dry_run = true,
-                "--max" => {
-                    let raw = value("--max")?;
-                    max = Some(
-                        raw.parse::<usize>()
-                            .ok()
-                            .filter(|n| *n > 0)
-                            .ok_or_else(|| {
-                                CliError::Usage(format!(
-                                    "invalid --max {raw:?}: expected a whole number of at least 1"
-                                ))
-                            })?,
-                    );
-                }
-                "--dlq-url" => dlq_url = Some(value("--dlq-url")?),
-                "--queue-url" => queue_url = Some(value("--queue-url")?),
-                "--endpoint-url" => endpoint_url = Some(value("--endpoint-url")?),
-                other => {
-                    return Err(CliError::Usage(format!(
-                        "unknown option {other:?} for dlq redrive\n{USAGE}"
-                    )));
-                }
-            }
-        }
-        let required = |flag: Option<String>, name: &str, var: &str| {
-            flag.or_else(|| env(var)).ok_or_else(|| {
-                CliError::Usage(format!("{name} is required: pass it or set {var}\n{USAGE}"))
-            })
-        };
-        Ok(Self {
-            dry_run,
-            max,
-            dlq_url: required(dlq_url, "--dlq-url", "EXECUTION_DLQ_URL")?,
-            queue_url: required(queue_url, "--queue-url", "EXECUTION_QUEUE_URL")?,
-            endpoint_url: endpoint_url.or_else(|| env("AWS_ENDPOINT_URL")),
-        })
-    }
-}
-
-pub const USAGE: &str = "usage: wfs dlq redrive [--dry-run] [--max N] [--dlq-url URL] \
-                         [--queue-url URL] [--endpoint-url URL]";
-
-pub async fn run(options: &Options) -> Result<(), CliError> {
-    let sdk = crate::local::load_sdk().await.map_err(CliError::Failed)?;
-    let mut sqs = aws_sdk_sqs::config::Builder::from(&sdk);
-    if let Some(url) = &options.endpoint_url {
-        sqs = sqs.endpoint_url(url);
-    }
-    let client = aws_sdk_sqs::Client::from_conf(sqs.build());
-    let dlq = SqsDispatchQueue::new(client.clone(), &options.dlq_url);
-    let target = SqsDispatchQueue::new(client, &options.queue_url);
-    let report = redrive(
-        &dlq,
-        &target,
+/// The DLQ's messages and what each names, nothing sent or deleted (each stays hidden for
+/// the DLQ's visibility timeout).
+pub async fn list_dead<D: DispatchQueue>(
+    dlq: &D,
+    max: Option<usize>,
+    wait: Duration,
+) -> Result<RedriveReport, QueueError> {
+    redrive(
+        dlq,
+        dlq,
         &RedriveOptions {
-            dry_run: options.dry_run,
-            max: options.max,
-            wait: RECEIVE_WAIT,
+            dry_run: true,
+            max,
+            wait,
         },
     )
     .await
-    .map_err(|e| {
-        CliError::Failed(format!(
-            "reading the DLQ {}: {}",
-            options.dlq_url,
-            schedule_core::error::chain(&e)
+}
+
+pub async fn run(
+    command: DlqCommand,
+    aws: &AwsOptions,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let sdk = aws.sdk().await?;
+    let usize_max = |m: Option<u64>| m.map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+    let (report, dlq_url, json, listing) = match command {
+        DlqCommand::List {
+            max,
+            dlq_url,
+            visibility,
+            json,
+        } => {
+            let dlq = SqsPeek {
+                client: aws_sdk_sqs::Client::new(&sdk),
+                url: dlq_url.clone(),
+                visibility: i32::try_from(visibility).unwrap_or(i32::MAX),
+            };
+            let bar = crate::output::progress(None, json, "reading the DLQ");
+            let report = list_dead(&dlq, usize_max(max), RECEIVE_WAIT).await;
+            bar.finish_and_clear();
+            (report, dlq_url, json, true)
+        }
+        DlqCommand::Redrive {
+            dry_run,
+            max,
+            queues,
+            json,
+        } => {
+            let (dlq, target) = (queues.dlq(&sdk), queues.queue(&sdk));
+            let bar = crate::output::progress(None, json, "redriving");
+            let options = RedriveOptions {
+                dry_run,
+                max: usize_max(max),
+                wait: RECEIVE_WAIT,
+            };
+            let report = redrive(&dlq, &target, &options).await;
+            bar.finish_and_clear();
+            (report, queues.dlq_url, json, false)
+        }
+    };
+    let report = report.map_err(|e| crate::failed(&format!("reading the DLQ {dlq_url}"), &e))?;
+    if json {
+        crate::output::json_line(out, &report)?;
+    } else {
+        write!(out, "{}", render(&report)).map_err(|e| CliError::Failed(e.to_string()))?;
+    }
+    // A listing is data (exit 0); a redrive that left a message behind is a finding.
+    if listing { Ok(()) } else { finish(&report) }
+}
+
+/// The DLQ read with a visibility timeout of its own: listing hides each message for
+/// `visibility` seconds, not for the DLQ's (possibly long) timeout. Sends and deletes
+/// nothing.
+#[derive(Debug, Clone)]
+pub struct SqsPeek {
+    pub client: aws_sdk_sqs::Client,
+    pub url: String,
+    pub visibility: i32,
+}
+
+impl DispatchQueue for SqsPeek {
+    async fn send_batch(
+        &self,
+        _: &[schedule_core::ports::OutgoingMessage],
+    ) -> Result<schedule_core::ports::SendReport, QueueError> {
+        Err(QueueError::Invalid(
+            "listing the DLQ sends nothing".to_owned(),
         ))
-    })?;
-    print!("{}", render(&report));
-    finish(&report)
+    }
+
+    async fn receive(
+        &self,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<schedule_core::ports::ReceivedMessage>, QueueError> {
+        use aws_sdk_sqs::types::MessageSystemAttributeName as A;
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
+            .wait_time_seconds(i32::try_from(wait.as_secs().min(20)).unwrap_or(20))
+            .visibility_timeout(self.visibility)
+            .message_system_attribute_names(A::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| QueueError::Permanent {
+                operation: "ReceiveMessage",
+                source: Box::new(e),
+            })?;
+        Ok(out
+            .messages()
+            .iter()
+            .map(|m| schedule_core::ports::ReceivedMessage {
+                message_id: m.message_id().unwrap_or_default().to_owned(),
+                receipt_handle: m.receipt_handle().unwrap_or_default().to_owned(),
+                body: m.body().unwrap_or_default().to_owned(),
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| a.get(&A::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, _: &str) -> Result<(), QueueError> {
+        Err(QueueError::Invalid(
+            "listing the DLQ deletes nothing".to_owned(),
+        ))
+    }
 }
 
 /// One line per dead message: what was done, its message id, its occurrence, and why it
@@ -156,7 +237,7 @@ pub fn render(report: &RedriveReport) -> String {
 }
 
 /// Exit 1 when a message was left in the DLQ (a finding for a person).
-fn finish(report: &RedriveReport) -> Result<(), CliError> {
+pub fn finish(report: &RedriveReport) -> Result<(), CliError> {
     match report.left() {
         0 => Ok(()),
         n => Err(CliError::Failed(format!("{n} message(s) left in the DLQ"))),
@@ -168,44 +249,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use schedule_core::app::redrive::RedriveEntry;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_owned).collect()
-    }
-
-    fn env(k: &str) -> Option<String> {
-        match k {
-            "EXECUTION_DLQ_URL" => Some("http://q/dlq".to_owned()),
-            "EXECUTION_QUEUE_URL" => Some("http://q/exec".to_owned()),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn flags_override_the_environment_and_bad_input_is_a_usage_error() {
-        let o =
-            Options::parse(&args("redrive --dry-run --max 5 --dlq-url http://x/d"), env).unwrap();
-        assert_eq!(
-            o,
-            Options {
-                dry_run: true,
-                max: Some(5),
-                dlq_url: "http://x/d".to_owned(),
-                queue_url: "http://q/exec".to_owned(),
-                endpoint_url: None,
-            }
-        );
-        let usage = |a: &str, f: &dyn Fn(&str) -> Option<String>| match Options::parse(&args(a), f)
-        {
-            Err(CliError::Usage(m)) => m,
-            other => panic!("{a}: {other:?}"),
-        };
-        assert!(usage("redrive --max 0", &env).contains("\"0\""));
-        assert!(usage("redrive --max", &env).contains("--max needs a value"));
-        assert!(usage("redrive --fast", &env).contains("\"--fast\""));
-        assert!(usage("purge", &env).contains("\"purge\""));
-        assert!(usage("redrive", &|_| None).contains("EXECUTION_DLQ_URL"));
-    }
 
     #[test]
     fn the_report_names_each_message_and_anything_left_fails_the_run() {

@@ -14,76 +14,42 @@ use crate::CliError;
 /// The most occurrences one preview prints.
 const MAX_COUNT: usize = 10_000;
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, clap::Args)]
+#[command(
+    after_help = "Example:\n  wfs preview examples/definition.json --count 5 --from 2026-03-28T00:00:00Z\n  cat def.json | wfs preview - --json\n\n\
+FILE is one JSON definition; - reads standard input. Exit 1 when the definition is invalid."
+)]
 pub struct Options {
+    /// The definition (one JSON object); - reads standard input
+    #[arg(value_name = "FILE")]
     file: PathBuf,
+    /// How many occurrences
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = count)]
     count: usize,
+    /// From this time (RFC 3339, UTC or with an offset); default now
+    #[arg(long, value_name = "TIME", value_parser = parse_from)]
     from: Option<Timestamp>,
+    /// A JSON array of {utc, local, note}
+    #[arg(long)]
     json: bool,
 }
 
-impl Options {
-    pub fn parse(args: &[String]) -> Result<Self, CliError> {
-        let mut file = None;
-        let mut count = 10;
-        let mut from = None;
-        let mut json = false;
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| CliError::Usage(format!("{name} needs a value")))
-            };
-            match arg.as_str() {
-                "--count" => {
-                    let raw = value("--count")?;
-                    count = raw
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=MAX_COUNT).contains(n))
-                        .ok_or_else(|| {
-                            CliError::Usage(format!(
-                                "invalid --count {raw:?}: expected a whole number from 1 to {MAX_COUNT}"
-                            ))
-                        })?;
-                }
-                "--from" => from = Some(parse_from(&value("--from")?)?),
-                "--json" => json = true,
-                flag if flag.starts_with("--") => {
-                    return Err(CliError::Usage(format!(
-                        "unknown option {flag:?} for preview (see wfs help)"
-                    )));
-                }
-                path if file.is_none() => file = Some(PathBuf::from(path)),
-                extra => {
-                    return Err(CliError::Usage(format!(
-                        "preview takes one FILE; unexpected {extra:?}"
-                    )));
-                }
-            }
-        }
-        let file = file.ok_or_else(|| {
-            CliError::Usage("usage: wfs preview FILE [--count N] [--from TIME] [--json]".to_owned())
-        })?;
-        Ok(Self {
-            file,
-            count,
-            from,
-            json,
-        })
-    }
+fn count(raw: &str) -> Result<usize, String> {
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_COUNT).contains(n))
+        .ok_or_else(|| format!("expected a whole number from 1 to {MAX_COUNT}"))
 }
 
 /// `--from` as UTC (`2026-03-29T00:00:00Z`) or with an offset (`2026-03-29T00:00:00+01:00`).
-fn parse_from(raw: &str) -> Result<Timestamp, CliError> {
+pub(crate) fn parse_from(raw: &str) -> Result<Timestamp, String> {
     Timestamp::parse(raw).or_else(|_| {
         DateTime::parse_from_rfc3339(raw)
             .map(|t| Timestamp::from_datetime(t.with_timezone(&Utc)))
             .map_err(|_| {
-                CliError::Usage(format!(
-                    "invalid --from {raw:?}: expected RFC 3339, like 2026-03-29T00:00:00Z or 2026-03-29T00:00:00+01:00"
-                ))
+                format!(
+                    "expected RFC 3339, like 2026-03-29T00:00:00Z or 2026-03-29T00:00:00+01:00, not {raw:?}"
+                )
             })
     })
 }
@@ -176,46 +142,5 @@ fn describe(rule: &Schedule) -> String {
             field("dtstart"),
             field("timezone")
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(s: &[&str]) -> Vec<String> {
-        s.iter().map(|a| (*a).to_owned()).collect()
-    }
-
-    #[test]
-    fn options_and_their_errors() {
-        let o = Options::parse(&args(&[
-            "d.json",
-            "--count",
-            "3",
-            "--from",
-            "2026-03-29T00:00:00+01:00",
-            "--json",
-        ]))
-        .unwrap();
-        assert_eq!(o.count, 3);
-        assert_eq!(o.from.unwrap().to_string(), "2026-03-28T23:00:00Z");
-        assert!(o.json);
-        for (bad, says) in [
-            (vec!["d.json", "--count", "0"], "invalid --count \"0\""),
-            (
-                vec!["d.json", "--from", "tomorrow"],
-                "invalid --from \"tomorrow\"",
-            ),
-            (vec!["d.json", "--colour"], "unknown option \"--colour\""),
-            (vec!["a.json", "b.json"], "unexpected \"b.json\""),
-            (vec![], "usage: wfs preview FILE"),
-            (vec!["d.json", "--count"], "--count needs a value"),
-        ] {
-            match Options::parse(&args(&bad)) {
-                Err(CliError::Usage(m)) => assert!(m.contains(says), "{m}"),
-                other => panic!("{bad:?}: {other:?}"),
-            }
-        }
     }
 }

@@ -104,12 +104,12 @@ fn definitions_from_a_file_and_errors_that_name_the_problem() {
     );
     let (ok, _, stderr) = wfs(&["demo", "--speed", "fast"]);
     assert!(
-        !ok && stderr.contains("invalid --speed \"fast\""),
+        !ok && stderr.contains("invalid value 'fast' for '--speed <N>'"),
         "{stderr}"
     );
     let (ok, _, stderr) = wfs(&["launch"]);
     assert!(
-        !ok && stderr.contains("unknown command \"launch\""),
+        !ok && stderr.contains("unrecognized subcommand 'launch'"),
         "{stderr}"
     );
 }

@@ -191,7 +191,7 @@ fn bad_definitions_and_bad_arguments_have_their_own_exit_codes() {
     );
     let (code, _, stderr) = wfs(&["preview", bad_zone.to_str().unwrap(), "--count", "lots"]);
     assert!(
-        code == 2 && stderr.contains("invalid --count \"lots\""),
+        code == 2 && stderr.contains("invalid value 'lots' for '--count <N>'"),
         "{stderr}"
     );
 }

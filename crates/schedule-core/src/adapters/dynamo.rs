@@ -1098,6 +1098,65 @@ pub async fn create_definitions_table(client: &Client, name: &str) -> Result<(),
     Ok(())
 }
 
+// ==== Operator reads and edits (the `wfs` CLI) ========================================
+
+impl crate::ports::ScheduleBrowse for DynamoScheduleStore {
+    async fn occurrences_page(
+        &self,
+        tenant: &TenantId,
+        date: chrono::NaiveDate,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<ScheduleItem>, StoreError> {
+        let start = cursor.map(decode_cursor).transpose()?;
+        // SK is `TIME#{time}#STEP#{step}`: the partition reads back in time order.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_values(":pk", s(ScheduleKey::partition(tenant, date)))
+            .consistent_read(true)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| store_error("Query", e))?;
+        let items = out
+            .items()
+            .iter()
+            .map(item_from_av)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items,
+            next: out.last_evaluated_key().map(encode_cursor),
+        })
+    }
+}
+
+impl crate::ports::DefinitionAdmin for DynamoDefinitionSource {
+    async fn delete_definition(
+        &self,
+        tenant: &TenantId,
+        step: &StepId,
+    ) -> Result<bool, StoreError> {
+        let (pk, sk) = Definition::key_of(tenant, step);
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(pk))
+            .key(attr::SK, s(sk))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| store_error("DeleteItem", e))?;
+        Ok(out.attributes().is_some_and(|a| !a.is_empty()))
+    }
+}
+// ==== end of operator reads and edits ==================================================
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -899,6 +899,45 @@ impl crate::ports::DeviceValidator for InMemoryDeviceRegistry {
     }
 }
 
+// ==== Operator reads and edits (the `wfs` CLI) ========================================
+
+impl crate::ports::ScheduleBrowse for InMemoryScheduleStore {
+    async fn occurrences_page(
+        &self,
+        tenant: &TenantId,
+        date: chrono::NaiveDate,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<ScheduleItem>, StoreError> {
+        let pk = ScheduleKey::partition(tenant, date);
+        let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
+        let t = lock(&self.table);
+        let mut rows = t
+            .items
+            .values()
+            .filter(|i| i.key.pk == pk && cursor.is_none_or(|c| i.key.sk > c.0));
+        let items: Vec<ScheduleItem> = rows.by_ref().take(limit).cloned().collect();
+        let next = match (rows.next(), items.last()) {
+            (Some(_), Some(last)) => Some(Cursor(last.key.sk.clone())),
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
+}
+
+impl crate::ports::DefinitionAdmin for InMemoryDefinitionSource {
+    async fn delete_definition(
+        &self,
+        tenant: &TenantId,
+        step: &StepId,
+    ) -> Result<bool, StoreError> {
+        Ok(lock(&self.rows)
+            .remove(&Definition::key_of(tenant, step))
+            .is_some())
+    }
+}
+// ==== end of operator reads and edits ==================================================
+
 #[cfg(test)]
 mod tests {
     use super::*;
