@@ -20,7 +20,7 @@ use serde_json::Value;
 /// What a contract case needs from a backend.
 pub trait Backend: Send + Sync {
     type Store: ScheduleStore;
-    type Defs: DefinitionSource;
+    type Defs: DefinitionSource + schedule_core::ports::TenantModes;
     type Queue: DispatchQueue;
     type Sink: ActionSink;
 

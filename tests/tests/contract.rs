@@ -49,4 +49,5 @@ contract_cases!(
     scan_horizon_only_moves_forward,
     recorded_status_shards_only_grow_and_are_all_queried,
     sweeps_of_stuck_queued_items_are_conditional,
+    tenant_modes_round_trip_and_stay_out_of_the_scan,
 );
