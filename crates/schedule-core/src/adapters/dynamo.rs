@@ -521,8 +521,11 @@ impl ScheduleStore for DynamoScheduleStore {
             set.push("lateness_ms = :late".into());
             values.insert(":late".into(), n(ms));
         }
+        // `mode` is a DynamoDB reserved word: named through `#mode`.
+        let mut names = vec![("#status", "status"), ("#shard", attr::STATUS_SHARD)];
         if let Some(mode) = change.mode {
-            set.push(format!("{MODE_ATTR} = :mode"));
+            set.push("#mode = :mode".to_owned());
+            names.push(("#mode", MODE_ATTR));
             values.insert(":mode".into(), s(mode.as_str()));
         }
         if let Some(body) = &change.shadow_trigger {
@@ -543,8 +546,12 @@ impl ScheduleStore for DynamoScheduleStore {
             .key(attr::SK, s(&key.sk))
             .update_expression(update)
             .condition_expression("attribute_exists(PK) AND #status = :from")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#shard", attr::STATUS_SHARD)
+            .set_expression_attribute_names(Some(
+                names
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            ))
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
