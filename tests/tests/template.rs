@@ -778,7 +778,12 @@ fn each_function_has_a_role_with_only_the_calls_it_makes() {
     let expected: [(&str, &[&str]); 4] = [
         (
             "DailyScanner",
-            &["dynamodb:PutItem", "dynamodb:Scan", "dynamodb:UpdateItem"],
+            &[
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Scan",
+                "dynamodb:UpdateItem",
+            ],
         ),
         (
             "Scheduler",
