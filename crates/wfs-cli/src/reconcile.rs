@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -426,12 +426,12 @@ impl ReconcileArgs {
     }
 }
 
-fn read(path: &PathBuf) -> Result<String, CliError> {
+fn read(path: &Path) -> Result<String, CliError> {
     std::fs::read_to_string(path)
         .map_err(|e| CliError::Failed(format!("reading {}: {e}", path.display())))
 }
 
-fn report_bad(file: &PathBuf, bad: &[BadLine]) {
+fn report_bad(file: &Path, bad: &[BadLine]) {
     for b in bad {
         eprintln!(
             "wfs: {} line {}: {}; skipped",

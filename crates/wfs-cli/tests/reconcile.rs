@@ -1,6 +1,8 @@
 //! `wfs reconcile` on a generated legacy export with known misses, extras and late sends:
 //! exactly those are reported, in the table and in the JSON form.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[allow(dead_code)]
 #[path = "../src/reconcile.rs"]
 mod reconcile;

@@ -1,5 +1,7 @@
 //! `wfs tenants`: parsing, setting a mode and listing, on the in-memory definitions table.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[allow(dead_code)]
 #[path = "../src/tenants.rs"]
 mod tenants;

@@ -1135,46 +1135,6 @@ pub async fn create_definitions_table(client: &Client, name: &str) -> Result<(),
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cursor_round_trips_any_key() {
-        let key: Item = [
-            ("PK", "TENANT#a\nPK=b"),
-            ("SK", "TIME#x=y\n\nz"),
-            ("status_shard", "PENDING#01"),
-            ("scheduled_time", ""),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), s(v)))
-        .collect();
-        assert_eq!(decode_cursor(&encode_cursor(&key)).unwrap(), key);
-        let err = decode_cursor(&Cursor("PK=a\nSK=b".to_owned())).unwrap_err();
-        assert!(err.to_string().contains("not a cursor"), "{err}");
-    }
-
-    #[test]
-    fn numbers_keep_every_digit_both_ways() {
-        for raw in [
-            "1234567890123456789012345",
-            "3.14159265358979323846264338327",
-            "-0.000000000000000000012345678901234567",
-            "99999999999999999999999999999999999999",
-            "1e+130",
-            "-7",
-        ] {
-            let json = av_to_json(&AttributeValue::N(raw.to_owned())).unwrap();
-            assert_eq!(json.to_string(), raw);
-            assert_eq!(json_to_av(&json), AttributeValue::N(raw.to_owned()));
-        }
-        assert_eq!(number("+5").unwrap().to_string(), "5");
-        assert_eq!(number("-.5").unwrap().to_string(), "-0.5");
-        assert!(number("five").is_err());
-    }
-}
-
 /// A mode row as stored: the tenant from its key, the mode and when it was set.
 fn mode_from_av(item: &Item) -> Result<TenantSetting, StoreError> {
     let r = Reader::new(item);
@@ -1257,5 +1217,45 @@ impl TenantModes for DynamoDefinitionSource {
         }
         out.sort_by(|a, b| a.tenant_id.as_str().cmp(b.tenant_id.as_str()));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_any_key() {
+        let key: Item = [
+            ("PK", "TENANT#a\nPK=b"),
+            ("SK", "TIME#x=y\n\nz"),
+            ("status_shard", "PENDING#01"),
+            ("scheduled_time", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), s(v)))
+        .collect();
+        assert_eq!(decode_cursor(&encode_cursor(&key)).unwrap(), key);
+        let err = decode_cursor(&Cursor("PK=a\nSK=b".to_owned())).unwrap_err();
+        assert!(err.to_string().contains("not a cursor"), "{err}");
+    }
+
+    #[test]
+    fn numbers_keep_every_digit_both_ways() {
+        for raw in [
+            "1234567890123456789012345",
+            "3.14159265358979323846264338327",
+            "-0.000000000000000000012345678901234567",
+            "99999999999999999999999999999999999999",
+            "1e+130",
+            "-7",
+        ] {
+            let json = av_to_json(&AttributeValue::N(raw.to_owned())).unwrap();
+            assert_eq!(json.to_string(), raw);
+            assert_eq!(json_to_av(&json), AttributeValue::N(raw.to_owned()));
+        }
+        assert_eq!(number("+5").unwrap().to_string(), "5");
+        assert_eq!(number("-.5").unwrap().to_string(), "-0.5");
+        assert!(number("five").is_err());
     }
 }
