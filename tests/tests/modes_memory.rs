@@ -282,3 +282,42 @@ async fn definition_sync_ignores_settings_rows_and_tenants_that_are_off() {
     assert_eq!((out.tenant_off, out.created), (1, 0));
     assert!(world.memory_store.items().is_empty());
 }
+
+/// A mode source that cannot answer.
+#[derive(Debug)]
+struct Unreadable;
+
+impl schedule_core::mode_cache::ModeOf for Unreadable {
+    fn mode_of<'a>(
+        &'a self,
+        _tenant: &'a TenantId,
+    ) -> futures::future::BoxFuture<'a, Result<TenantMode, schedule_core::error::StoreError>> {
+        Box::pin(async {
+            Err(schedule_core::error::StoreError::Transient {
+                operation: "GetItem",
+                source: "throttled".into(),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_mode_that_cannot_be_read_sends_nothing_and_is_retried() {
+    let mut world = world(&[every("acme", "a1", 10)], &[]).await;
+    world.executor.modes =
+        schedule_core::mode_cache::ModeRouting::new(std::sync::Arc::new(Unreadable), None);
+    world
+        .scan(&ScanRequest::daily(ts(start()), &Default::default()))
+        .await
+        .unwrap();
+    drive(&world, start() + chrono::Duration::minutes(2)).await;
+    assert!(world.triggers().is_empty());
+    let first = world
+        .memory_store
+        .items()
+        .into_iter()
+        .min_by_key(|i| i.scheduled_time)
+        .unwrap();
+    assert_eq!(first.status, Status::Queued, "left for the next delivery");
+    assert_eq!(first.mode, None);
+}

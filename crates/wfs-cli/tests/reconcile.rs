@@ -288,3 +288,61 @@ fn a_clean_day_passes_and_a_tenant_filter_narrows_it() {
     assert_eq!(r.missing[0].tenant_id, "b");
     assert_eq!(r.missing[0].new_status.as_deref(), Some("ABSENT"));
 }
+
+#[test]
+fn the_command_line_names_a_bad_range_or_lateness() {
+    use clap::Parser;
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: reconcile::ReconcileArgs,
+    }
+    let parse = |extra: &[&str]| {
+        let base = ["wfs", "--legacy", "l.jsonl", "--new", "n.jsonl"];
+        Cli::try_parse_from(base.iter().chain(extra)).map(|c| c.args)
+    };
+    let ok = parse(&[
+        "--from",
+        "2026-11-26T00:00:00Z",
+        "--to",
+        "2026-11-27T00:00:00Z",
+    ])
+    .unwrap();
+    let o = ok.options().unwrap();
+    assert_eq!(
+        o.late_after,
+        Duration::from_secs(60),
+        "default --late-after 60s"
+    );
+    assert!(!ok.json && ok.tenant.is_none());
+    let backwards = parse(&[
+        "--from",
+        "2026-11-27T00:00:00Z",
+        "--to",
+        "2026-11-26T00:00:00Z",
+    ])
+    .unwrap()
+    .options()
+    .unwrap_err();
+    assert!(
+        matches!(&backwards, CliError::Usage(m) if m.contains("--to 2026-11-26T00:00:00Z must be after --from")),
+        "{backwards:?}"
+    );
+    let late = parse(&[
+        "--from",
+        "2026-11-26T00:00:00Z",
+        "--to",
+        "2026-11-27T00:00:00Z",
+        "--late-after",
+        "soon",
+    ])
+    .unwrap()
+    .options()
+    .unwrap_err();
+    assert!(
+        matches!(&late, CliError::Usage(m) if m.contains("--late-after") && m.contains("soon")),
+        "{late:?}"
+    );
+    let missing = parse(&["--from", "2026-11-26T00:00:00Z"]).unwrap_err();
+    assert_eq!(missing.exit_code(), 2);
+}
