@@ -73,6 +73,24 @@ pub struct NewOccurrence {
 }
 
 impl NewOccurrence {
+    /// The record of one schedule-table item, as `wfs export` prints it: `sent_at` is
+    /// when it executed (sent, or recorded in shadow mode).
+    pub fn from_item(item: &schedule_core::model::ScheduleItem) -> Self {
+        let executed = item.status == schedule_core::model::Status::Executed;
+        Self {
+            tenant_id: item.tenant_id.to_string(),
+            device_workflow_step_id: item.device_workflow_step_id.to_string(),
+            scheduled_time: item.scheduled_time.as_datetime(),
+            status: item.status.as_str().to_owned(),
+            execution_id: Some(item.execution_id().to_string()),
+            sent_at: item
+                .executed_at
+                .filter(|_| executed)
+                .map(|t| t.as_datetime()),
+            mode: item.mode.map(|m| m.as_str().to_owned()),
+        }
+    }
+
     /// Fired, or would have fired (EXECUTED in shadow mode).
     pub fn fired(&self) -> bool {
         self.status == "EXECUTED"

@@ -346,3 +346,32 @@ fn the_command_line_names_a_bad_range_or_lateness() {
     let missing = parse(&["--from", "2026-11-26T00:00:00Z"]).unwrap_err();
     assert_eq!(missing.exit_code(), 2);
 }
+
+#[test]
+fn a_schedule_item_reads_as_the_export_record() {
+    use schedule_core::model::{Definition, ScheduleItem, StatusChange, TenantMode, Timestamp};
+    let def = Definition::from_json(&json!({"tenant_id": "acme", "device_workflow_step_id": "s1", "workflow_id": "w",
+        "device_id": "d", "schedule": {"type": "once", "at": "2026-11-26T08:00:00Z"}, "payload": {}}))
+    .unwrap();
+    let at = Timestamp::parse("2026-11-26T08:00:00Z").unwrap();
+    let mut item = ScheduleItem::pending(&def, at, at, Duration::from_secs(3600), 4);
+    let pending = reconcile::NewOccurrence::from_item(&item);
+    assert_eq!(
+        (pending.status.as_str(), pending.sent_at, pending.mode),
+        ("PENDING", None, None)
+    );
+    item.apply(&StatusChange::queued(at), 4);
+    item.apply(
+        &StatusChange::executed(Timestamp::parse("2026-11-26T08:00:01Z").unwrap())
+            .with_mode(TenantMode::Shadow),
+        4,
+    );
+    let done = reconcile::NewOccurrence::from_item(&item);
+    assert!(done.fired());
+    assert_eq!(done.sent_at, Some(t("2026-11-26T08:00:01Z")));
+    assert_eq!(done.mode.as_deref(), Some("shadow"));
+    assert_eq!(
+        done.execution_id.as_deref(),
+        Some(item.execution_id().as_str())
+    );
+}
