@@ -161,8 +161,31 @@ impl AwsWorld {
             .unwrap_or(0)
     }
 
+    /// Creates a shadow queue and sets `SHADOW_QUEUE_URL` for the executor's config.
+    pub async fn add_shadow_queue(&mut self) -> String {
+        let name = unique_name("shadow");
+        let (url, _) = create_queue(
+            &self.emu.sqs,
+            &QueueSpec {
+                name: &name,
+                visibility_timeout: Duration::from_secs(30),
+                redrive: None,
+                retention: None,
+            },
+        )
+        .await
+        .unwrap();
+        self.env.insert("SHADOW_QUEUE_URL", url.clone());
+        url
+    }
+
     /// Receives and deletes everything on the action trigger queue: `(body, attributes)`.
     pub async fn drain_triggers(&self) -> Vec<(String, HashMap<String, String>)> {
+        self.drain_queue(&self.action_url).await
+    }
+
+    /// Receives and deletes everything on the queue at `url`: `(body, attributes)`.
+    pub async fn drain_queue(&self, url: &str) -> Vec<(String, HashMap<String, String>)> {
         let mut out = Vec::new();
         let mut idle = 0;
         while idle < 2 {
@@ -170,7 +193,7 @@ impl AwsWorld {
                 .emu
                 .sqs
                 .receive_message()
-                .queue_url(&self.action_url)
+                .queue_url(url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(1)
                 .message_attribute_names("All")
@@ -198,7 +221,7 @@ impl AwsWorld {
                 self.emu
                     .sqs
                     .delete_message()
-                    .queue_url(&self.action_url)
+                    .queue_url(url)
                     .receipt_handle(m.receipt_handle().unwrap())
                     .send()
                     .await

@@ -20,7 +20,9 @@ use serde_json::Value;
 /// What a contract case needs from a backend.
 pub trait Backend: Send + Sync {
     type Store: ScheduleStore + schedule_core::ports::ScheduleBrowse;
-    type Defs: DefinitionSource + schedule_core::ports::DefinitionAdmin;
+    type Defs: DefinitionSource
+        + schedule_core::ports::DefinitionAdmin
+        + schedule_core::ports::TenantModes;
     type Queue: DispatchQueue;
     type Sink: ActionSink;
 

@@ -1116,3 +1116,101 @@ pub async fn operator_reads_a_tenants_day_and_deletes_definitions<B: Backend>(b:
     );
 }
 // ==== end of operator reads and edits ==================================================
+
+/// Tenant modes: absent until set, set and read back, listed by tenant; their rows stay
+/// out of the definitions scan (neither a definition nor an invalid one); an executed
+/// item records the mode and the would-be trigger.
+pub async fn tenant_modes_round_trip_and_stay_out_of_the_scan<B: Backend>(b: &B) {
+    use schedule_core::model::{TenantId, TenantMode};
+    use schedule_core::ports::TenantModes;
+    let defs = b.definitions().await;
+    let acme = TenantId::parse("acme").unwrap();
+    let globex = TenantId::parse("globex").unwrap();
+    assert_eq!(defs.stored_mode(&acme).await.unwrap(), None, "{}", b.name());
+    defs.put(&definition("acme", "s1", "2026-11-26T10:30:00Z"))
+        .await
+        .unwrap();
+    defs.set_mode(&acme, TenantMode::Shadow, ts("2026-11-26T09:00:00Z"))
+        .await
+        .unwrap();
+    defs.set_mode(&globex, TenantMode::Off, ts("2026-11-26T09:00:00Z"))
+        .await
+        .unwrap();
+    defs.set_mode(&acme, TenantMode::Active, ts("2026-11-26T09:05:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        defs.stored_mode(&acme).await.unwrap(),
+        Some(TenantMode::Active),
+        "{}",
+        b.name()
+    );
+    let listed: Vec<_> = defs
+        .modes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.tenant_id.to_string(), s.mode, s.updated_at))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (
+                "acme".to_owned(),
+                TenantMode::Active,
+                Some("2026-11-26T09:05:00Z".to_owned())
+            ),
+            (
+                "globex".to_owned(),
+                TenantMode::Off,
+                Some("2026-11-26T09:00:00Z".to_owned())
+            ),
+        ],
+        "{}",
+        b.name()
+    );
+    let scanned = scan_definitions(&defs, 2).await.unwrap();
+    assert_eq!(
+        scanned.len(),
+        1,
+        "{}: settings rows are no definitions",
+        b.name()
+    );
+    assert!(scanned[0].is_ok());
+
+    let store = b.store(4).await;
+    let it = item("acme", "s1", "2026-11-26T10:30:00Z", 4);
+    store.create_if_absent(&it).await.unwrap();
+    assert!(
+        store
+            .change_status(&it.key, &change(Status::Pending, Status::Queued))
+            .await
+            .unwrap()
+    );
+    let executed = StatusChange::executed(ts("2026-11-26T10:30:00Z"))
+        .with_mode(TenantMode::Shadow)
+        .with_shadow_trigger("{\"execution_id\":\"x\"}");
+    assert!(store.change_status(&it.key, &executed).await.unwrap());
+    let got = store.get(&it.key).await.unwrap().unwrap();
+    assert_eq!(
+        (got.mode, got.shadow_trigger.as_deref()),
+        (Some(TenantMode::Shadow), Some("{\"execution_id\":\"x\"}")),
+        "{}",
+        b.name()
+    );
+    let mut copy = got.clone();
+    copy.key = ScheduleKey::new(
+        &it.tenant_id,
+        ts("2026-11-26T10:45:00Z"),
+        &it.device_workflow_step_id,
+    );
+    copy.scheduled_time = ts("2026-11-26T10:45:00Z");
+    copy.status_shard = None;
+    assert!(store.create_if_absent(&copy).await.unwrap());
+    assert_eq!(
+        store.get(&copy.key).await.unwrap().as_ref(),
+        Some(&copy),
+        "{}",
+        b.name()
+    );
+}

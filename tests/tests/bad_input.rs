@@ -139,6 +139,7 @@ async fn definition_sync_counts_every_bad_record_and_applies_the_good_ones() {
     let store = Arc::new(InMemoryScheduleStore::new(4));
     let definitions = Arc::new(InMemoryDefinitionSource::new());
     let sync = DefinitionSync {
+        modes: schedule_core::mode_cache::ModeRouting::default(),
         store: store.clone(),
         definitions: definitions.clone(),
         clock: clock.clone(),

@@ -50,4 +50,5 @@ contract_cases!(
     recorded_status_shards_only_grow_and_are_all_queried,
     sweeps_of_stuck_queued_items_are_conditional,
     operator_reads_a_tenants_day_and_deletes_definitions,
+    tenant_modes_round_trip_and_stay_out_of_the_scan,
 );

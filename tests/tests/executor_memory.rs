@@ -319,6 +319,7 @@ async fn a_late_executor_that_finds_failed_does_not_send() {
     world.schedule("run-1").await.unwrap();
     let k = key("s1", 0);
     let executor = Executor {
+        modes: schedule_core::mode_cache::ModeRouting::default(),
         store: world.memory_store.clone(),
         sink: world.action_queue.clone(),
         validator: SweptDuringValidation {

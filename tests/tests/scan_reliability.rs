@@ -112,6 +112,7 @@ async fn a_hanging_registry_does_not_stop_the_scan_from_writing() {
         });
         let settings = ScanSettings::default();
         let scanner = Scanner {
+            modes: schedule_core::mode_cache::ModeRouting::default(),
             definitions,
             store: store.clone(),
             validator: CachedValidator::new(registry.clone(), CacheSettings::default()),
@@ -505,6 +506,7 @@ async fn a_permanently_refused_write_counts_as_an_invalid_definition() {
         .unwrap();
     let memory = Arc::new(InMemoryScheduleStore::new(16));
     let scanner = Scanner {
+        modes: schedule_core::mode_cache::ModeRouting::default(),
         definitions,
         store: RefusesStep {
             inner: memory.clone(),
@@ -554,6 +556,7 @@ async fn a_write_still_throttled_after_its_retries_leaves_the_run_incomplete() {
         .unwrap();
     let memory = Arc::new(InMemoryScheduleStore::new(16));
     let scanner = Scanner {
+        modes: schedule_core::mode_cache::ModeRouting::default(),
         definitions,
         store: RefusesStep {
             inner: memory.clone(),

@@ -67,6 +67,7 @@ impl World {
             .unwrap();
         assert!(report.is_complete());
         let sync = DefinitionSync {
+            modes: schedule_core::mode_cache::ModeRouting::default(),
             store: embedded.memory_store.clone(),
             definitions: embedded.definitions.clone(),
             clock: embedded.clock.clone(),
@@ -464,6 +465,7 @@ async fn a_one_time_step_created_moved_and_deleted_today() {
 async fn without_a_recorded_horizon_sync_covers_to_the_end_of_tomorrow() {
     let embedded = Embedded::new(ts(NOW).as_datetime(), EmbeddedSettings::default());
     let sync = DefinitionSync {
+        modes: schedule_core::mode_cache::ModeRouting::default(),
         store: embedded.memory_store.clone(),
         definitions: embedded.definitions.clone(),
         clock: embedded.clock.clone(),

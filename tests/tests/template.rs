@@ -778,7 +778,12 @@ fn each_function_has_a_role_with_only_the_calls_it_makes() {
     let expected: [(&str, &[&str]); 4] = [
         (
             "DailyScanner",
-            &["dynamodb:PutItem", "dynamodb:Scan", "dynamodb:UpdateItem"],
+            &[
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Scan",
+                "dynamodb:UpdateItem",
+            ],
         ),
         (
             "Scheduler",
@@ -1167,4 +1172,57 @@ fn every_variable_the_template_sets_is_read_by_the_code() {
             "the template sets {name}, which config.rs never reads"
         );
     }
+}
+
+/// Rollout modes: the default mode is a parameter of the three values the code accepts
+/// (quoted, or YAML 1.1 would read `off` as false); every function that reads modes gets it;
+/// the executor reads the mode rows and, only with the optional shadow queue, sends there.
+#[test]
+fn rollout_modes_are_configured_and_the_shadow_queue_is_optional() {
+    use schedule_core::model::TenantMode;
+    let t = template();
+    let p = &t["Parameters"]["DefaultTenantMode"];
+    let allowed: Vec<_> = p["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().parse::<TenantMode>().unwrap())
+        .collect();
+    assert_eq!(allowed, TenantMode::ALL);
+    assert_eq!(p["Default"].as_str(), Some("active"));
+    let globals = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert!(is_ref(&globals["DEFAULT_TENANT_MODE"], "DefaultTenantMode"));
+
+    let env = &resource(&t, "ExecutorFunction")["Environment"]["Variables"];
+    assert!(is_ref(&env["DEFINITIONS_TABLE"], "DefinitionsTable"));
+    let shadow_env = format!("{:?}", env["SHADOW_QUEUE_URL"]);
+    assert!(
+        shadow_env.contains("HasShadowQueue") && shadow_env.contains("ShadowTriggerQueue"),
+        "{shadow_env}"
+    );
+    assert_eq!(
+        t["Resources"]["ShadowTriggerQueue"]["Condition"].as_str(),
+        Some("HasShadowQueue")
+    );
+    let executor = statements(&t, "ExecutorRole");
+    let reads = executor
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("ReadTenantModes"))
+        .unwrap();
+    assert_eq!(strings(&reads["Action"]), ["dynamodb:GetItem"]);
+    assert_eq!(
+        target_of(&reads["Resource"]),
+        Some(("GetAtt".to_owned(), "DefinitionsTable.Arn".to_owned()))
+    );
+    let sends = executor
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("SendShadowTriggers"))
+        .unwrap();
+    assert_eq!(
+        target_of(&sends["Resource"]),
+        Some(("GetAtt".to_owned(), "ShadowTriggerQueue.Arn".to_owned()))
+    );
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    assert!(text.contains("- HasShadowQueue\n                - Sid: SendShadowTriggers"));
 }

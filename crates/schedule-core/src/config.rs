@@ -179,6 +179,35 @@ impl ValidationConfig {
     }
 }
 
+/// Per-tenant rollout modes: the mode of a tenant without a stored one
+/// (`DEFAULT_TENANT_MODE`: off, shadow or active; default active) and how long a tenant's
+/// mode is cached (`TENANT_MODE_TTL`, default 30 s: a switch takes effect within it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModesConfig {
+    pub default: crate::model::TenantMode,
+    pub ttl: Duration,
+}
+
+impl ModesConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let default = match env.optional("DEFAULT_TENANT_MODE") {
+            None => crate::model::TenantMode::Active,
+            Some(v) => {
+                v.parse()
+                    .map_err(|e: crate::model::ModeParseError| ConfigError::Invalid {
+                        name: "DEFAULT_TENANT_MODE",
+                        value: v.clone(),
+                        reason: e.to_string(),
+                    })?
+            }
+        };
+        Ok(Self {
+            default,
+            ttl: env.span("TENANT_MODE_TTL", crate::mode_cache::DEFAULT_MODE_TTL)?,
+        })
+    }
+}
+
 /// `daily_scanner_v2`.
 #[derive(Debug, Clone)]
 pub struct ScannerConfig {
@@ -187,6 +216,7 @@ pub struct ScannerConfig {
     pub definitions_table: String,
     pub validation: ValidationConfig,
     pub scan: crate::app::scan::ScanSettings,
+    pub modes: ModesConfig,
 }
 
 impl ScannerConfig {
@@ -212,6 +242,7 @@ impl ScannerConfig {
             sdk: SdkSettings::from_env(env)?,
             store,
             scan,
+            modes: ModesConfig::from_env(env)?,
         })
     }
 }
@@ -287,6 +318,11 @@ pub struct ExecutorConfig {
     pub execution_queue_url: String,
     pub validation: ValidationConfig,
     pub execute: crate::app::execute::ExecuteSettings,
+    /// Where the tenants' rollout modes are stored.
+    pub definitions_table: String,
+    pub modes: ModesConfig,
+    /// Optional: the would-be triggers of tenants in shadow mode are also sent here.
+    pub shadow_queue_url: Option<String>,
 }
 
 impl ExecutorConfig {
@@ -295,6 +331,7 @@ impl ExecutorConfig {
         "ACTION_TRIGGER_QUEUE_URL",
         "EXECUTION_QUEUE_URL",
         "EXECUTION_MAX_RECEIVE_COUNT",
+        "DEFINITIONS_TABLE",
     ];
 
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
@@ -304,6 +341,9 @@ impl ExecutorConfig {
             sdk: SdkSettings::from_env(env)?,
             action_trigger_queue_url: env.required("ACTION_TRIGGER_QUEUE_URL")?,
             execution_queue_url: env.required("EXECUTION_QUEUE_URL")?,
+            definitions_table: env.required("DEFINITIONS_TABLE")?,
+            modes: ModesConfig::from_env(env)?,
+            shadow_queue_url: env.optional("SHADOW_QUEUE_URL"),
             validation: ValidationConfig::from_env(env)?,
             execute: crate::app::execute::ExecuteSettings {
                 max_receive_count: env.number(
@@ -327,6 +367,7 @@ pub struct SyncConfig {
     pub sdk: SdkSettings,
     pub definitions_table: String,
     pub sync: crate::app::sync::SyncSettings,
+    pub modes: ModesConfig,
 }
 
 impl SyncConfig {
@@ -349,6 +390,7 @@ impl SyncConfig {
             sdk: SdkSettings::from_env(env)?,
             store,
             sync,
+            modes: ModesConfig::from_env(env)?,
         })
     }
 }
@@ -458,16 +500,64 @@ mod tests {
             ("ACTION_TRIGGER_QUEUE_URL", "q"),
             ("EXECUTION_QUEUE_URL", "e"),
             ("EXECUTOR_DEADLINE_MARGIN", "5s"),
+            ("DEFINITIONS_TABLE", "d"),
         ]))
         .unwrap();
         assert_eq!(
             (ok.execution_queue_url.as_str(), ok.execute.deadline_margin),
             ("e", Duration::from_secs(5))
         );
+        assert_eq!(
+            (
+                ok.modes.default,
+                ok.modes.ttl,
+                ok.shadow_queue_url.as_deref()
+            ),
+            (
+                crate::model::TenantMode::Active,
+                Duration::from_secs(30),
+                None
+            )
+        );
         let err = ExecutorConfig::from_env(&env(&[
             ("SCHEDULE_TABLE", "t"),
             ("ACTION_TRIGGER_QUEUE_URL", "q"),
             ("EXECUTION_QUEUE_URL", "e"),
+            ("DEFINITIONS_TABLE", "d"),
+            ("DEFAULT_TENANT_MODE", "on"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable DEFAULT_TENANT_MODE has an invalid value \"on\": invalid tenant mode \"on\": expected off, shadow or active"
+        );
+        let shadow = ExecutorConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("ACTION_TRIGGER_QUEUE_URL", "q"),
+            ("EXECUTION_QUEUE_URL", "e"),
+            ("DEFINITIONS_TABLE", "d"),
+            ("DEFAULT_TENANT_MODE", "shadow"),
+            ("SHADOW_QUEUE_URL", "s"),
+            ("TENANT_MODE_TTL", "10s"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                shadow.modes.default,
+                shadow.modes.ttl,
+                shadow.shadow_queue_url.as_deref()
+            ),
+            (
+                crate::model::TenantMode::Shadow,
+                Duration::from_secs(10),
+                Some("s")
+            )
+        );
+        let err = ExecutorConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("ACTION_TRIGGER_QUEUE_URL", "q"),
+            ("EXECUTION_QUEUE_URL", "e"),
+            ("DEFINITIONS_TABLE", "d"),
             ("DEVICE_REGISTRY_URL", "registry.local"),
         ]))
         .unwrap_err();
@@ -543,6 +633,7 @@ mod tests {
             ("SCHEDULE_TABLE", "t"),
             ("ACTION_TRIGGER_QUEUE_URL", "q"),
             ("EXECUTION_QUEUE_URL", "e"),
+            ("DEFINITIONS_TABLE", "d"),
             ("AWS_CONNECT_TIMEOUT_MS", "500"),
         ]))
         .unwrap();

@@ -37,6 +37,8 @@ pub struct EmbeddedSettings {
     pub schedule: ScheduleSettings,
     pub execute: ExecuteSettings,
     pub cache: CacheSettings,
+    /// The rollout mode of a tenant without a stored one.
+    pub default_mode: crate::model::TenantMode,
 }
 
 impl Default for EmbeddedSettings {
@@ -49,6 +51,7 @@ impl Default for EmbeddedSettings {
             schedule: ScheduleSettings::default(),
             execute: ExecuteSettings::default(),
             cache: CacheSettings::default(),
+            default_mode: crate::model::TenantMode::Active,
         }
     }
 }
@@ -63,6 +66,8 @@ pub struct Embedded<S = Arc<InMemoryScheduleStore>, A = Arc<InMemoryQueue>> {
     pub execution_queue: Arc<InMemoryQueue>,
     pub execution_dlq: Arc<InMemoryQueue>,
     pub action_queue: Arc<InMemoryQueue>,
+    /// Where the would-be triggers of tenants in shadow mode go.
+    pub shadow_queue: Arc<InMemoryQueue>,
     pub registry: Arc<InMemoryDeviceRegistry>,
     pub scanner_validator: Validator,
     pub executor_validator: Validator,
@@ -121,6 +126,20 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
             },
         ));
         let definitions = Arc::new(InMemoryDefinitionSource::new());
+        let shadow_queue = Arc::new(InMemoryQueue::new(
+            "shadow",
+            clock.clone(),
+            QueueSettings::default(),
+        ));
+        // Read on every use: the embedded clock is virtual, so a wall-clock TTL would mean
+        // nothing here; a switch takes effect at once.
+        let modes: Arc<dyn crate::mode_cache::ModeOf> =
+            Arc::new(crate::mode_cache::CachedModes::new(
+                definitions.clone(),
+                settings.default_mode,
+                Duration::ZERO,
+            ));
+        let shadow: Arc<dyn crate::mode_cache::ShadowSink> = shadow_queue.clone();
         let registry = Arc::new(InMemoryDeviceRegistry::new());
         let scanner_validator = Arc::new(CachedValidator::new(registry.clone(), settings.cache));
         let executor_validator = Arc::new(CachedValidator::new(registry.clone(), settings.cache));
@@ -139,6 +158,7 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
                 validator: scanner_validator.clone(),
                 clock: clock.clone(),
                 settings: scan,
+                modes: crate::mode_cache::ModeRouting::new(modes.clone(), None),
             },
             scheduler: Scheduler {
                 store: store.clone(),
@@ -153,11 +173,13 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
                 validator: executor_validator.clone(),
                 clock: clock.clone(),
                 settings: execute,
+                modes: crate::mode_cache::ModeRouting::new(modes, Some(shadow)),
             },
             definitions,
             clock,
             memory_store,
             execution_queue,
+            shadow_queue,
             execution_dlq: dlq,
             action_queue,
             registry,

@@ -10,6 +10,7 @@
 //! | [`ports`] | the small traits the use cases need: [`ports::ScheduleStore`], [`ports::DefinitionSource`], [`ports::DispatchQueue`], [`ports::ActionSink`], [`ports::Clock`] |
 //! | [`adapters`] | DynamoDB and SQS behind the ports, and [`adapters::memory`], the embedded twin with the same semantics |
 //! | [`app`] | use cases generic over the ports: [`app::scan`], [`app::schedule`], [`app::execute`], [`app::sync`] (definition changes from the stream) |
+//! | [`mode_cache`] | the per-tenant rollout mode (off, shadow, active) through a short cache, with the deployment's default |
 //! | [`validation_cache`] | the device-validation cache (positive and negative TTLs, one call per concurrent miss) |
 //! | [`metrics`] | CloudWatch embedded metric format |
 //! | [`retry`] | backoff policy (exponential, jittered, seeded) for retryable errors |
@@ -28,6 +29,7 @@ pub mod error;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod mode_cache;
 pub mod model;
 pub mod ports;
 pub mod recurrence;

@@ -105,6 +105,12 @@ metrics! {
         /// A scheduler run that finished without an error: the heartbeat the "scheduler is
         /// not running" alarm waits for.
         SchedulerRunSucceeded,
+        /// Occurrences of a tenant in shadow mode: EXECUTED with the trigger they would
+        /// have sent recorded, nothing sent to the action trigger queue.
+        ShadowRecorded,
+        /// Occurrences found at their due time for a tenant whose mode is off: SKIPPED,
+        /// nothing sent.
+        TenantOff,
     }
 }
 

@@ -14,7 +14,8 @@ use crate::limits::MAX_STATUS_SHARDS;
 use crate::model::scan_state::MAX_STATUS_SHARDS_ATTR;
 use crate::model::{
     Definition, DefinitionError, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange,
-    StatusShard, StepId, TenantId, Timestamp, TriggerMessage, Validation,
+    StatusShard, StepId, TenantId, TenantMode, TenantSetting, Timestamp, TriggerMessage,
+    Validation,
 };
 use crate::retry::{RetryPolicy, retrying};
 
@@ -319,6 +320,51 @@ pub trait DefinitionSource: Send + Sync {
         &self,
         keys: &[DefinitionKey],
     ) -> impl Future<Output = Result<FetchedDefinitions, StoreError>> + Send;
+}
+
+/// The per-tenant rollout modes, stored beside the definitions (one settings row per
+/// tenant) so an operator changes them without a deploy. Readers that decide per
+/// occurrence go through [`crate::mode_cache::CachedModes`], which applies the
+/// deployment's default to a tenant without a row.
+pub trait TenantModes: Send + Sync {
+    /// The stored mode of `tenant` (a strongly consistent read); `None`: no row.
+    fn stored_mode(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<TenantMode>, StoreError>> + Send;
+
+    /// Stores `mode` for `tenant`, recording `at` as its `updated_at`.
+    fn set_mode(
+        &self,
+        tenant: &TenantId,
+        mode: TenantMode,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every stored mode, by tenant.
+    fn modes(&self) -> impl Future<Output = Result<Vec<TenantSetting>, StoreError>> + Send;
+}
+
+impl<T: TenantModes + ?Sized> TenantModes for std::sync::Arc<T> {
+    fn stored_mode(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<TenantMode>, StoreError>> + Send {
+        (**self).stored_mode(tenant)
+    }
+
+    fn set_mode(
+        &self,
+        tenant: &TenantId,
+        mode: TenantMode,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).set_mode(tenant, mode, at)
+    }
+
+    fn modes(&self) -> impl Future<Output = Result<Vec<TenantSetting>, StoreError>> + Send {
+        (**self).modes()
+    }
 }
 
 /// The key of a definition: its tenant and its step.

@@ -95,6 +95,18 @@ pub async fn run(
         validator: CachedValidator::new(validator, config.validation.cache),
         clock: SystemClock,
         settings: config.scan.clone(),
+        // A backfill materializes nothing for a tenant whose mode is `off`, as the scan does.
+        modes: schedule_core::mode_cache::ModeRouting::new(
+            std::sync::Arc::new(schedule_core::mode_cache::CachedModes::new(
+                schedule_core::adapters::dynamo::DynamoDefinitionSource::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    &config.definitions_table,
+                ),
+                config.modes.default,
+                config.modes.ttl,
+            )),
+            None,
+        ),
     };
     let bar = output::progress(None, args.json, "scanning");
     let report = backfill(

@@ -17,6 +17,8 @@ use crate::aws::AwsOptions;
 #[command(
     name = "wfs",
     version,
+    // Help is wrapped at 100 columns whatever the terminal, so it reads the same everywhere.
+    term_width = 100,
     about = "Operator CLI of the workflow step scheduler",
     long_about = "Operator CLI of the workflow step scheduler: definitions, a tenant's day, one \
 occurrence's story, the flow's status, the DLQ, backfills and exports, against AWS (the \
@@ -58,8 +60,10 @@ pub enum Command {
     /// One JSON line per occurrence of a range
     Export(crate::export::ExportArgs),
     // Per-tenant rollout modes and reconciliation against the legacy flow join here:
-    //   Tenants(crate::tenants::TenantsCommand)  -> crate::tenants::run(args, out)
-    //   Reconcile(crate::reconcile::ReconcileArgs) -> crate::reconcile::run(args, out)
+    /// Per-tenant rollout modes: off, shadow (run to the end, send nothing), active
+    Tenants(crate::tenants::TenantsArgs),
+    /// Compare the legacy flow's triggers with the new flow's occurrences of a range
+    Reconcile(crate::reconcile::ReconcileArgs),
 }
 
 /// Parses `args` and runs the command; prints the error and returns the exit code.
@@ -106,6 +110,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Dlq(c) => crate::dlq::run(c, aws, out).await,
         Command::Backfill(args) => crate::backfill::run(args, aws, out).await,
         Command::Export(args) => crate::export::run(args, aws, out).await,
+        Command::Tenants(args) => crate::tenants::run(&args, aws).await,
+        Command::Reconcile(args) => crate::reconcile::run(&args, aws).await,
     }
 }
 

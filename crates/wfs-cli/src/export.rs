@@ -71,7 +71,9 @@ impl From<&ScheduleItem> for ExportRecord {
                 Status::Executed => i.executed_at.map(|t| t.to_string()),
                 _ => None,
             },
-            mode: DEFAULT_MODE.to_owned(),
+            mode: i
+                .mode
+                .map_or_else(|| DEFAULT_MODE.to_owned(), |m| m.as_str().to_owned()),
         }
     }
 }

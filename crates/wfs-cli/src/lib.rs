@@ -26,7 +26,9 @@ pub mod local;
 pub mod output;
 pub mod plan;
 pub mod preview;
+pub mod reconcile;
 pub mod status;
+pub mod tenants;
 
 /// Why a command did not succeed, and so its exit code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

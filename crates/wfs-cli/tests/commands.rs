@@ -483,6 +483,10 @@ fn every_commands_help_matches_its_snapshot_and_shows_an_example() {
         &["dlq", "redrive"],
         &["backfill"],
         &["export"],
+        &["tenants"],
+        &["tenants", "mode"],
+        &["tenants", "list"],
+        &["reconcile"],
     ];
     for path in commands {
         let mut args = path.to_vec();

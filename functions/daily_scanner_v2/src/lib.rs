@@ -46,6 +46,7 @@ pub fn build(
     sdk: &aws_config::SdkConfig,
 ) -> Result<AwsScanner, ConfigError> {
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let dynamo_modes = dynamo.clone();
     Ok(Scanner {
         definitions: DynamoDefinitionSource::new(dynamo.clone(), &config.definitions_table),
         store: DynamoScheduleStore::new(
@@ -59,6 +60,14 @@ pub fn build(
         ),
         clock: SystemClock,
         settings: config.scan.clone(),
+        modes: schedule_core::mode_cache::ModeRouting::new(
+            std::sync::Arc::new(schedule_core::mode_cache::CachedModes::new(
+                DynamoDefinitionSource::new(dynamo_modes, &config.definitions_table),
+                config.modes.default,
+                config.modes.ttl,
+            )),
+            None,
+        ),
     })
 }
 

@@ -27,9 +27,17 @@ pub fn build(config: &SyncConfig, sdk: &aws_config::SdkConfig) -> AwsSync {
             &config.store.schedule_table,
             config.store.status_shards,
         ),
-        definitions: DynamoDefinitionSource::new(dynamo, &config.definitions_table),
+        definitions: DynamoDefinitionSource::new(dynamo.clone(), &config.definitions_table),
         clock: SystemClock,
         settings: config.sync.clone(),
+        modes: schedule_core::mode_cache::ModeRouting::new(
+            std::sync::Arc::new(schedule_core::mode_cache::CachedModes::new(
+                DynamoDefinitionSource::new(dynamo, &config.definitions_table),
+                config.modes.default,
+                config.modes.ttl,
+            )),
+            None,
+        ),
     }
 }
 
@@ -194,6 +202,7 @@ mod tests {
         assert!(store.change_status(&first.key, &queued).await.unwrap());
 
         let sync = DefinitionSync {
+            modes: schedule_core::mode_cache::ModeRouting::default(),
             store: store.clone(),
             definitions,
             clock,
@@ -308,6 +317,7 @@ mod tests {
         event.records = records;
         let now = Timestamp::parse("2026-11-26T10:00:00Z").unwrap();
         let sync = DefinitionSync {
+            modes: schedule_core::mode_cache::ModeRouting::default(),
             store: InMemoryScheduleStore::new(4),
             definitions: Unreadable {
                 inner: InMemoryDefinitionSource::new(),

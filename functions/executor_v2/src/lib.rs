@@ -7,17 +7,19 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures::future::join_all;
 use schedule_core::adapters::clock::SystemClock;
-use schedule_core::adapters::dynamo::DynamoScheduleStore;
+use schedule_core::adapters::dynamo::{DynamoDefinitionSource, DynamoScheduleStore};
 use schedule_core::adapters::http_validator::RegistryValidator;
 use schedule_core::adapters::sqs::{SqsActionSink, SqsDispatchQueue};
 use schedule_core::app::execute::{Executor, Incoming, Outcome};
 use schedule_core::config::ExecutorConfig;
 use schedule_core::error::ConfigError;
 use schedule_core::metrics::Metrics;
+use schedule_core::mode_cache::{CachedModes, ModeOf, ModeRouting, ShadowSink};
 use schedule_core::ports::{
     ActionSink, Clock, DeviceValidator, DispatchQueue, OutgoingMessage, ScheduleStore,
 };
 use schedule_core::validation_cache::CachedValidator;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{Instrument, warn};
 
@@ -28,22 +30,32 @@ pub fn build(
     config: &ExecutorConfig,
     sdk: &aws_config::SdkConfig,
 ) -> Result<AwsExecutor, ConfigError> {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    // Read at each due time, through a short cache: a switch takes effect within its TTL.
+    let modes: Arc<dyn ModeOf> = Arc::new(CachedModes::new(
+        DynamoDefinitionSource::new(dynamo.clone(), &config.definitions_table),
+        config.modes.default,
+        config.modes.ttl,
+    ));
+    let shadow = config
+        .shadow_queue_url
+        .as_ref()
+        .map(|url| Arc::new(SqsActionSink::new(sqs.clone(), url)) as Arc<dyn ShadowSink>);
     Ok(Executor {
         store: DynamoScheduleStore::new(
-            aws_sdk_dynamodb::Client::new(sdk),
+            dynamo,
             &config.store.schedule_table,
             config.store.status_shards,
         ),
-        sink: SqsActionSink::new(
-            aws_sdk_sqs::Client::new(sdk),
-            &config.action_trigger_queue_url,
-        ),
+        sink: SqsActionSink::new(sqs, &config.action_trigger_queue_url),
         validator: CachedValidator::new(
             RegistryValidator::from_config(&config.validation)?,
             config.validation.cache,
         ),
         clock: SystemClock,
         settings: config.execute.clone(),
+        modes: ModeRouting::new(modes, shadow),
     })
 }
 

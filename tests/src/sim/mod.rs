@@ -464,6 +464,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> SeedReport {
             store: store.clone(),
             validator: registry.clone(),
             clock,
+            modes: schedule_core::mode_cache::ModeRouting::default(),
             settings: ScanSettings::default(),
         },
         scheduler: Scheduler {
@@ -481,12 +482,14 @@ async fn simulate(seed: u64, config: &SimConfig) -> SeedReport {
             sink: sink.clone(),
             validator: registry.clone(),
             clock,
+            modes: schedule_core::mode_cache::ModeRouting::default(),
             settings: ExecuteSettings::default(),
         },
         sync: DefinitionSync {
             store: store.clone(),
             definitions: faulty_defs,
             clock,
+            modes: schedule_core::mode_cache::ModeRouting::default(),
             settings: SyncSettings::default(),
         },
         chaos,

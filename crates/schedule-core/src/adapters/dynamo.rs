@@ -21,13 +21,14 @@ use crate::error::StoreError;
 use crate::limits::{DYNAMO_MAX_BATCH_GET, STATUS_INDEX_NAME, attr};
 use crate::model::scan_state::{COVERED_TO_ATTR, MAX_STATUS_SHARDS_ATTR, scan_horizon_key};
 use crate::model::{
-    Definition, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId,
-    TenantId, Timestamp, Validation, WorkflowId, shard_of,
+    Definition, DeviceId, MODE_ATTR, MODE_SK, SETTINGS_SK_PREFIX, ScheduleItem, ScheduleKey,
+    Status, StatusChange, StatusShard, StepId, TenantId, TenantMode, TenantSetting, Timestamp,
+    Validation, WorkflowId, mode_key, shard_of,
 };
 use crate::ports::Clock;
 use crate::ports::{
     Cursor, DefinitionKey, DefinitionSource, DueEntry, FetchedDefinitions, InvalidDefinition,
-    Materialized, Page, ScannedDefinition, ScheduleStore, Sweep,
+    Materialized, Page, ScannedDefinition, ScheduleStore, Sweep, TenantModes,
 };
 use crate::retry::{RetryPolicy, retrying};
 
@@ -78,8 +79,17 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+/// On an executed occurrence of a tenant in shadow mode: the trigger body it would have sent.
+const SHADOW_TRIGGER_ATTR: &str = "shadow_trigger";
+
 pub(crate) fn item_to_av(item: &ScheduleItem) -> Item {
     let mut m = Item::new();
+    if let Some(mode) = item.mode {
+        m.insert(MODE_ATTR.into(), s(mode.as_str()));
+    }
+    if let Some(body) = &item.shadow_trigger {
+        m.insert(SHADOW_TRIGGER_ATTR.into(), s(body));
+    }
     m.insert(attr::PK.into(), s(&item.key.pk));
     m.insert(attr::SK.into(), s(&item.key.sk));
     m.insert("tenant_id".into(), s(item.tenant_id.as_str()));
@@ -266,6 +276,14 @@ pub(crate) fn item_from_av(item: &Item) -> Result<ScheduleItem, StoreError> {
         lease_until: r.opt_time("lease_until")?,
         cancelled_by_version: r.opt_n("cancelled_by_version")?,
         sweeps: r.opt_n(SWEEPS_ATTR)?.unwrap_or(0),
+        mode: r
+            .opt_s(MODE_ATTR)?
+            .map(|m| {
+                m.parse::<TenantMode>()
+                    .map_err(|e| r.corrupt(format!("{MODE_ATTR}: {e}")))
+            })
+            .transpose()?,
+        shadow_trigger: r.opt_s(SHADOW_TRIGGER_ATTR)?.map(str::to_owned),
     })
 }
 
@@ -503,6 +521,17 @@ impl ScheduleStore for DynamoScheduleStore {
             set.push("lateness_ms = :late".into());
             values.insert(":late".into(), n(ms));
         }
+        // `mode` is a DynamoDB reserved word: named through `#mode`.
+        let mut names = vec![("#status", "status"), ("#shard", attr::STATUS_SHARD)];
+        if let Some(mode) = change.mode {
+            set.push("#mode = :mode".to_owned());
+            names.push(("#mode", MODE_ATTR));
+            values.insert(":mode".into(), s(mode.as_str()));
+        }
+        if let Some(body) = &change.shadow_trigger {
+            set.push(format!("{SHADOW_TRIGGER_ATTR} = :shadow"));
+            values.insert(":shadow".into(), s(body));
+        }
         if change.retry_increment > 0 {
             set.push("retry_count = if_not_exists(retry_count, :zero) + :inc".into());
             values.insert(":zero".into(), n(0));
@@ -517,8 +546,12 @@ impl ScheduleStore for DynamoScheduleStore {
             .key(attr::SK, s(&key.sk))
             .update_expression(update)
             .condition_expression("attribute_exists(PK) AND #status = :from")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#shard", attr::STATUS_SHARD)
+            .set_expression_attribute_names(Some(
+                names
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            ))
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
@@ -858,6 +891,10 @@ impl DefinitionSource for DynamoDefinitionSource {
             .segment(i32::try_from(segment).unwrap_or(0))
             .total_segments(i32::try_from(total_segments.max(1)).unwrap_or(1))
             .set_exclusive_start_key(start)
+            // Settings rows (a tenant's mode) share the table; they are no definitions.
+            .filter_expression("NOT begins_with(#sk, :settings)")
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":settings", s(SETTINGS_SK_PREFIX))
             .consistent_read(true)
             .send()
             .await
@@ -1156,6 +1193,91 @@ impl crate::ports::DefinitionAdmin for DynamoDefinitionSource {
     }
 }
 // ==== end of operator reads and edits ==================================================
+
+/// A mode row as stored: the tenant from its key, the mode and when it was set.
+fn mode_from_av(item: &Item) -> Result<TenantSetting, StoreError> {
+    let r = Reader::new(item);
+    let tenant = r
+        .s(attr::PK)?
+        .strip_prefix("TENANT#")
+        .ok_or_else(|| r.corrupt("PK does not start with TENANT#".to_owned()))?;
+    let tenant_id = TenantId::parse(tenant).map_err(|e| r.corrupt(e.to_string()))?;
+    let mode = r.parse(MODE_ATTR, |v| v.parse::<TenantMode>())?;
+    Ok(TenantSetting {
+        tenant_id,
+        mode,
+        updated_at: r.opt_s("updated_at")?.map(str::to_owned),
+    })
+}
+
+impl TenantModes for DynamoDefinitionSource {
+    async fn stored_mode(&self, tenant: &TenantId) -> Result<Option<TenantMode>, StoreError> {
+        let (pk, sk) = mode_key(tenant);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(pk))
+            .key(attr::SK, s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        out.item
+            .as_ref()
+            .map(|item| mode_from_av(item).map(|setting| setting.mode))
+            .transpose()
+    }
+
+    async fn set_mode(
+        &self,
+        tenant: &TenantId,
+        mode: TenantMode,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (pk, sk) = mode_key(tenant);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(attr::PK, s(pk))
+            .item(attr::SK, s(sk))
+            .item("tenant_id", s(tenant.as_str()))
+            .item(MODE_ATTR, s(mode.as_str()))
+            .item("updated_at", s(at.to_string()))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn modes(&self) -> Result<Vec<TenantSetting>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#sk = :mode")
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":mode", s(MODE_SK))
+                .set_exclusive_start_key(start)
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| store_error("Scan", e))?;
+            for item in page.items() {
+                out.push(mode_from_av(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.tenant_id.as_str().cmp(b.tenant_id.as_str()));
+        Ok(out)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -13,13 +13,13 @@ use chrono::{DateTime, Utc};
 use crate::error::{QueueError, StoreError};
 use crate::limits::{SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES, SQS_MAX_RECEIVE};
 use crate::model::{
-    Definition, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId, TenantId,
-    Timestamp, TriggerMessage,
+    Definition, MODE_ATTR, MODE_SK, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard,
+    StepId, TenantId, TenantMode, TenantSetting, Timestamp, TriggerMessage, mode_key,
 };
 use crate::ports::{
     ActionSink, Clock, Cursor, DefinitionKey, DefinitionSource, DispatchQueue, DueEntry,
     FetchedDefinitions, InvalidDefinition, Materialized, OutgoingMessage, Page, ReceivedMessage,
-    ScannedDefinition, ScheduleStore, SendReport, Sweep,
+    ScannedDefinition, ScheduleStore, SendReport, Sweep, TenantModes,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -537,6 +537,10 @@ impl DefinitionSource for InMemoryDefinitionSource {
         let mut last = None;
         let mut more = false;
         for (key, value) in rows.iter() {
+            if crate::model::is_settings_row(&key.1) {
+                // Settings rows (a tenant's mode) share the table; they are no definitions.
+                continue;
+            }
             if after.as_ref().is_some_and(|a| key <= a)
                 || segment_of(key, total_segments.max(1)) != segment
             {
@@ -597,6 +601,69 @@ impl DefinitionSource for InMemoryDefinitionSource {
             })
             .collect())
     }
+}
+
+impl TenantModes for InMemoryDefinitionSource {
+    async fn stored_mode(&self, tenant: &TenantId) -> Result<Option<TenantMode>, StoreError> {
+        let key = mode_key(tenant);
+        let rows = lock(&self.rows);
+        let Some(row) = rows.get(&key) else {
+            return Ok(None);
+        };
+        mode_of_row(&key, row).map(|s| Some(s.mode))
+    }
+
+    async fn set_mode(
+        &self,
+        tenant: &TenantId,
+        mode: TenantMode,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let row = serde_json::json!({
+            "tenant_id": tenant.as_str(), MODE_ATTR: mode.as_str(), "updated_at": at.to_string(),
+        });
+        lock(&self.rows).insert(mode_key(tenant), row);
+        Ok(())
+    }
+
+    async fn modes(&self) -> Result<Vec<TenantSetting>, StoreError> {
+        lock(&self.rows)
+            .iter()
+            .filter(|(key, _)| key.1 == MODE_SK)
+            .map(|(key, row)| mode_of_row(key, row))
+            .collect()
+    }
+}
+
+/// A mode row as stored: the tenant from its key, the mode and when it was set.
+fn mode_of_row(
+    key: &(String, String),
+    row: &serde_json::Value,
+) -> Result<TenantSetting, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: format!("{}|{}", key.0, key.1),
+        reason,
+    };
+    let tenant = key
+        .0
+        .strip_prefix("TENANT#")
+        .ok_or_else(|| corrupt("PK does not start with TENANT#".to_owned()))
+        .and_then(|t| TenantId::parse(t).map_err(|e| corrupt(e.to_string())))?;
+    let raw = row
+        .get(MODE_ATTR)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let mode = raw
+        .parse()
+        .map_err(|e: crate::model::ModeParseError| corrupt(format!("{MODE_ATTR}: {e}")))?;
+    Ok(TenantSetting {
+        tenant_id: tenant,
+        mode,
+        updated_at: row
+            .get("updated_at")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+    })
 }
 
 #[derive(Debug, Clone)]

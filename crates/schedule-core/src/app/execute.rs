@@ -13,11 +13,17 @@
 //! 3. **Check grace**: later than its misfire grace → MISSED.
 //! 4. **Re-validate** the device (cached): inactive → SKIPPED.
 //! 5. **Wait** until due, if the invocation's deadline leaves time for the send.
-//! 6. **Claim** a short lease, conditional on QUEUED, right before the send: whoever moved
+//! 6. **Route**: the tenant's rollout mode, read once for this occurrence at its due time
+//!    (through a short cache): `active` sends to the action trigger queue, `shadow` only
+//!    records the trigger it would have sent (and sends it to the shadow queue, if one is
+//!    configured), `off` sends nothing and the occurrence is SKIPPED.
+//! 7. **Claim** a short lease, conditional on QUEUED, right before the send: whoever moved
 //!    the occurrence meanwhile (a concurrent copy, the scheduler's sweep of old QUEUED
 //!    items) wins, and this copy sends nothing.
-//! 7. **Deliver** the trigger, retried within this receive and the deadline.
-//! 8. **Record** EXECUTED (or the failed attempts), conditional on QUEUED.
+//! 8. **Deliver** the trigger, retried within this receive and the deadline, to where the
+//!    route says: one occurrence goes to exactly one place.
+//! 9. **Record** EXECUTED with the mode (and, in shadow mode, the would-be trigger), or the
+//!    failed attempts, conditional on QUEUED.
 //!
 //! Every write is conditional on the status read, and the send and the outcomes decided
 //! before it (MISSED, SKIPPED) happen under the claim, so two deliveries never both win;
@@ -38,8 +44,10 @@ use tracing::{error, info, warn};
 use super::ExecutionMessage;
 use crate::error::{QueueError, StoreError, ValidationError, chain};
 use crate::metrics::{Metric, Metrics};
+use crate::mode_cache::ModeRouting;
 use crate::model::{
-    ScheduleItem, ScheduleKey, Status, StatusChange, Timestamp, TriggerMessage, Validation,
+    ScheduleItem, ScheduleKey, Status, StatusChange, TenantMode, Timestamp, TriggerMessage,
+    Validation,
 };
 use crate::ports::{ActionSink, Clock, DeviceValidator, ScheduleStore};
 use crate::retry::{RetryPolicy, retrying};
@@ -192,6 +200,12 @@ pub enum ExecuteError {
     },
     #[error("re-validating the device")]
     Registry(#[source] ValidationError),
+    #[error("reading the rollout mode of tenant {tenant}")]
+    Mode {
+        tenant: String,
+        #[source]
+        source: StoreError,
+    },
     #[error("sending trigger {execution_id} (attempt {attempt})")]
     Send {
         execution_id: String,
@@ -216,7 +230,8 @@ impl ExecuteError {
         match self {
             ExecuteError::Read { source, .. }
             | ExecuteError::Write { source, .. }
-            | ExecuteError::Lease { source, .. } => source.is_retryable(),
+            | ExecuteError::Lease { source, .. }
+            | ExecuteError::Mode { source, .. } => source.is_retryable(),
             ExecuteError::Registry(e) => e.is_retryable(),
             ExecuteError::Send { source, .. } => source.is_retryable(),
             ExecuteError::Deadline { .. } => true,
@@ -237,9 +252,16 @@ pub struct Executor<S, A, V, C> {
     pub validator: V,
     pub clock: C,
     pub settings: ExecuteSettings,
+    /// Per-tenant rollout modes; the default routes every tenant as active.
+    pub modes: ModeRouting,
 }
 
 impl<S, A, V, C> Executor<S, A, V, C> {
+    /// The same executor routing occurrences by their tenant's rollout mode.
+    pub fn with_modes(self, modes: ModeRouting) -> Self {
+        Self { modes, ..self }
+    }
+
     /// The same executor sending through another sink (a wrapper, for example).
     pub fn with_sink<B>(self, sink: B) -> Executor<S, B, V, C> {
         Executor {
@@ -248,6 +270,7 @@ impl<S, A, V, C> Executor<S, A, V, C> {
             validator: self.validator,
             clock: self.clock,
             settings: self.settings,
+            modes: self.modes,
         }
     }
 }
@@ -264,7 +287,7 @@ enum Claim {
     Lost(Outcome),
 }
 
-/// Step 7's result: the trigger that went out and how many attempts failed before it, or
+/// Step 8's result: the trigger that went out and how many attempts failed before it, or
 /// the last error and the number of failed attempts.
 enum Delivery {
     Sent {
@@ -348,13 +371,55 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         // Never early: the reads and writes above ran ahead of time; hold the last moment
         // before the step is due, then claim and send at once.
         self.wait_until(item.scheduled_time).await;
+        let mode = match self.route(&item).await {
+            Ok(mode) => mode,
+            Err(e) => return e.retry(),
+        };
+        if mode == TenantMode::Off {
+            metrics.incr(Metric::TenantOff);
+            info!(execution_id = %item.execution_id(), tenant_id = %item.tenant_id, "tenant mode is off; nothing sent");
+            return self
+                .finish(
+                    key,
+                    &item,
+                    StatusChange::tenant_off(self.now()),
+                    msg,
+                    metrics,
+                )
+                .await;
+        }
         match self.claim(key, msg, metrics).await {
             Ok(Claim::Held) => {}
             Ok(Claim::Lost(outcome)) => return outcome,
             Err(e) => return e.retry(),
         }
-        let delivery = self.deliver(&item, msg, metrics).await;
-        self.record(key, &item, delivery, msg, metrics).await
+        let delivery = self.deliver(&item, mode, msg, metrics).await;
+        self.record(key, &item, mode, delivery, msg, metrics).await
+    }
+
+    /// Step 6: the tenant's rollout mode, read once for this occurrence.
+    async fn route(&self, item: &ScheduleItem) -> Result<TenantMode, ExecuteError> {
+        self.modes
+            .mode(&item.tenant_id)
+            .await
+            .map_err(|source| ExecuteError::Mode {
+                tenant: item.tenant_id.to_string(),
+                source,
+            })
+    }
+
+    /// Sends `trigger` where `mode` routes it: the action trigger queue (active), or the
+    /// shadow queue when one is configured (shadow; without one nothing is sent).
+    async fn send_routed(
+        &self,
+        trigger: &TriggerMessage,
+        mode: TenantMode,
+    ) -> Result<(), QueueError> {
+        match (mode, &self.modes.shadow) {
+            (TenantMode::Shadow, Some(shadow)) => shadow.record(trigger).await,
+            (TenantMode::Shadow | TenantMode::Off, _) => Ok(()),
+            (TenantMode::Active, _) => self.sink.send(trigger).await,
+        }
     }
 
     /// Step 2: what the occurrence's status says about this message, moving it to QUEUED
@@ -452,7 +517,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         })
     }
 
-    /// Step 6: a lease on the QUEUED occurrence for this delivery; when another writer got
+    /// Step 7: a lease on the QUEUED occurrence for this delivery; when another writer got
     /// there first, what that means for this copy.
     async fn claim(
         &self,
@@ -485,9 +550,15 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         Ok(Claim::Lost(outcome))
     }
 
-    /// Step 7: the trigger, attempted up to `send_retry.attempts` times within this
+    /// Step 8: the trigger, attempted up to `send_retry.attempts` times within this
     /// receive, with jitter seeded per message and receive, and no wait past the deadline.
-    async fn deliver(&self, item: &ScheduleItem, msg: Incoming<'_>, metrics: &Metrics) -> Delivery {
+    async fn deliver(
+        &self,
+        item: &ScheduleItem,
+        mode: TenantMode,
+        msg: Incoming<'_>,
+        metrics: &Metrics,
+    ) -> Delivery {
         let failures = AtomicU32::new(0);
         let seed_key = format!("{}#{}", msg.message_id, msg.receive_count);
         let sent = retrying(
@@ -502,7 +573,7 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
                 }
                 let attempt = item.retry_count + failed + 1;
                 let trigger = TriggerMessage::for_item(item, self.clock.now(), attempt);
-                match self.sink.send(&trigger).await {
+                match self.send_routed(&trigger, mode).await {
                     Ok(()) => Ok(trigger),
                     Err(source) => {
                         failures.fetch_add(1, Ordering::SeqCst);
@@ -525,18 +596,19 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         }
     }
 
-    /// Step 8: EXECUTED, or the failed attempts (FAILED on the last receive).
+    /// Step 9: EXECUTED, or the failed attempts (FAILED on the last receive).
     async fn record(
         &self,
         key: &ScheduleKey,
         item: &ScheduleItem,
+        mode: TenantMode,
         delivery: Delivery,
         msg: Incoming<'_>,
         metrics: &Metrics,
     ) -> Outcome {
         match delivery {
             Delivery::Sent { trigger, failures } => {
-                self.record_sent(key, item, trigger, failures, msg, metrics)
+                self.record_sent(key, item, mode, trigger, failures, msg, metrics)
                     .await
             }
             Delivery::NotSent { error, failures } => {
@@ -546,10 +618,12 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn record_sent(
         &self,
         key: &ScheduleKey,
         item: &ScheduleItem,
+        mode: TenantMode,
         trigger: TriggerMessage,
         failures: u32,
         msg: Incoming<'_>,
@@ -563,9 +637,19 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             .max(0) as u64;
         info!(execution_id = %trigger.execution_id, tenant_id = %item.tenant_id, device_workflow_step_id = %item.device_workflow_step_id,
               device_id = %item.device_id, scheduled_time = %item.scheduled_time, lateness_ms, attempt = trigger.attempt, "trigger sent");
-        let change = StatusChange::executed(Timestamp::from_datetime(sent_at))
+        let mut change = StatusChange::executed(Timestamp::from_datetime(sent_at))
             .with_lateness_ms(lateness_ms)
-            .with_retries(failures);
+            .with_retries(failures)
+            .with_mode(mode);
+        if mode == TenantMode::Shadow {
+            metrics.incr(Metric::ShadowRecorded);
+            info!(execution_id = %trigger.execution_id, tenant_id = %item.tenant_id, device_workflow_step_id = %item.device_workflow_step_id,
+                  device_id = %item.device_id, scheduled_time = %item.scheduled_time, lateness_ms, "shadow: trigger recorded, not sent");
+            change = change.with_shadow_trigger(trigger.body());
+        } else {
+            info!(execution_id = %trigger.execution_id, tenant_id = %item.tenant_id, device_workflow_step_id = %item.device_workflow_step_id,
+                  device_id = %item.device_id, scheduled_time = %item.scheduled_time, lateness_ms, attempt = trigger.attempt, "trigger sent");
+        }
         // On the last receive nothing but the sweep comes after this write, and the sweep
         // could only fail an occurrence that did fire: give it a second round of attempts.
         let rounds = if self.is_last(msg) { 2 } else { 1 };

@@ -220,6 +220,8 @@ pub struct ScanReport {
     pub refused: usize,
     /// Writes that still failed for a transient reason after their retries.
     pub write_errors: usize,
+    /// Enabled definitions of tenants whose rollout mode is off: nothing materialized.
+    pub tenant_off: usize,
     /// Occurrences not attempted because the deadline came first.
     pub not_written: usize,
 }
@@ -239,6 +241,8 @@ pub struct Scanner<D, S, V, C> {
     pub validator: V,
     pub clock: C,
     pub settings: ScanSettings,
+    /// Per-tenant rollout modes: nothing is materialized for a tenant that is off.
+    pub modes: crate::mode_cache::ModeRouting,
 }
 
 /// One occurrence to write: its definition and its time.
@@ -349,7 +353,39 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
                 definitions.push(def);
             }
         }
-        Ok(definitions)
+        self.drop_tenants_off(definitions, report).await
+    }
+
+    /// The definitions whose tenant is not off. A mode that cannot be read keeps the
+    /// tenant's definitions (the executor reads the mode again at each due time, and
+    /// sends nothing for a tenant that is off).
+    async fn drop_tenants_off(
+        &self,
+        definitions: Vec<Definition>,
+        report: &mut ScanReport,
+    ) -> Result<Vec<Definition>, AppError> {
+        let tenants: BTreeSet<&TenantId> = definitions.iter().map(|d| &d.tenant_id).collect();
+        let mut off = BTreeSet::new();
+        for tenant in tenants {
+            match self.modes.mode(tenant).await {
+                Ok(mode) if !mode.materializes() => {
+                    off.insert(tenant.clone());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(tenant_id = %tenant, error = %crate::error::chain(&e), "tenant mode not read; its definitions are materialized and the executor decides at the due time");
+                }
+            }
+        }
+        if off.is_empty() {
+            return Ok(definitions);
+        }
+        let (kept, dropped): (Vec<_>, Vec<_>) = definitions
+            .into_iter()
+            .partition(|d| !off.contains(&d.tenant_id));
+        report.tenant_off += dropped.len();
+        info!(tenants = ?off, definitions = dropped.len(), "tenants off: nothing materialized");
+        Ok(kept)
     }
 
     /// Every occurrence in `window`, earliest first: if the deadline cuts the run short,

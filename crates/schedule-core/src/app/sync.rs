@@ -118,6 +118,17 @@ impl Image {
         }
     }
 
+    /// Whether the row is a settings row (a tenant's rollout mode), not a definition.
+    pub fn is_settings_row(&self) -> bool {
+        match self {
+            Image::Valid(_) => false,
+            Image::Invalid(i) => i
+                .key
+                .split_once('|')
+                .is_some_and(|(_, sk)| crate::model::is_settings_row(sk)),
+        }
+    }
+
     fn definition(&self) -> Option<&Definition> {
         match self {
             Image::Valid(d) => Some(d),
@@ -176,6 +187,10 @@ pub struct SyncOutcome {
     /// Records or current definitions that do not read as a definition, or whose rule
     /// cannot be expanded.
     pub invalid: usize,
+    /// Records of settings rows (a tenant's rollout mode): no definition, nothing to do.
+    pub settings: usize,
+    /// Records of a tenant whose mode is off: nothing materialized.
+    pub tenant_off: usize,
 }
 
 impl SyncOutcome {
@@ -188,6 +203,8 @@ impl SyncOutcome {
         self.unchanged += other.unchanged;
         self.stale_ignored += other.stale_ignored;
         self.invalid += other.invalid;
+        self.settings += other.settings;
+        self.tenant_off += other.tenant_off;
     }
 }
 
@@ -214,6 +231,8 @@ pub struct DefinitionSync<S, D, C> {
     pub definitions: D,
     pub clock: C,
     pub settings: SyncSettings,
+    /// Per-tenant rollout modes: nothing is materialized for a tenant that is off.
+    pub modes: crate::mode_cache::ModeRouting,
 }
 
 impl<S: ScheduleStore, D: DefinitionSource, C: Clock> DefinitionSync<S, D, C> {
@@ -255,6 +274,12 @@ impl<S: ScheduleStore, D: DefinitionSource, C: Clock> DefinitionSync<S, D, C> {
             ..SyncOutcome::default()
         };
         metrics.incr(Metric::SyncRecords);
+        let images = [change.new.as_ref(), change.old.as_ref()];
+        if images.iter().flatten().any(|i| i.is_settings_row()) {
+            out.settings += 1;
+            info!(event_id = %change.event_id, "settings row changed; no definition to apply");
+            return Ok(out);
+        }
         let ids = change
             .new
             .as_ref()
@@ -272,7 +297,10 @@ impl<S: ScheduleStore, D: DefinitionSource, C: Clock> DefinitionSync<S, D, C> {
         let (wanted, cancelling_version, reason) =
             self.target(change, &current, window, &mut out, metrics, is_current);
 
-        if is_current {
+        if is_current && !self.materializes(&tenant).await {
+            out.tenant_off += 1;
+            info!(event_id = %change.event_id, tenant_id = %tenant, "tenant mode is off: nothing materialized");
+        } else if is_current {
             if let Current::Valid(def) = &current {
                 let now = Timestamp::from_datetime(self.clock.now());
                 let fresh: Vec<Timestamp> = wanted.iter().copied().filter(|t| *t >= now).collect();
@@ -307,6 +335,18 @@ impl<S: ScheduleStore, D: DefinitionSource, C: Clock> DefinitionSync<S, D, C> {
             created = out.created, refreshed = out.refreshed, reinstated = out.reinstated, cancelled = out.cancelled,
             unchanged = out.unchanged, stale = out.stale_ignored, "definition change applied");
         Ok(out)
+    }
+
+    /// Whether occurrences are materialized for `tenant` (a mode that cannot be read
+    /// counts as yes: the executor reads it again at each due time).
+    async fn materializes(&self, tenant: &TenantId) -> bool {
+        match self.modes.mode(tenant).await {
+            Ok(mode) => mode.materializes(),
+            Err(e) => {
+                warn!(tenant_id = %tenant, error = %crate::error::chain(&e), "tenant mode not read; materialized, the executor decides at the due time");
+                true
+            }
+        }
     }
 
     async fn current(&self, tenant: &TenantId, step: &StepId) -> Result<Current, StoreError> {

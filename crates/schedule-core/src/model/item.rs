@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::definition::Definition;
 use super::ids::{DeviceId, StepId, TenantId, WorkflowId};
 use super::keys::{ScheduleKey, StatusShard, shard_of};
+use super::mode::TenantMode;
 use super::status::Status;
 use super::time::Timestamp;
 
@@ -99,6 +100,10 @@ pub struct ScheduleItem {
     /// Times the scheduler's sweep found it QUEUED past every receive of its message and
     /// sent it again (bounded; past the bound it is FAILED).
     pub sweeps: u32,
+    /// The tenant's rollout mode when the occurrence executed (EXECUTED only).
+    pub mode: Option<TenantMode>,
+    /// In shadow mode, the trigger body the occurrence would have sent (JSON).
+    pub shadow_trigger: Option<String>,
 }
 
 impl ScheduleItem {
@@ -136,6 +141,8 @@ impl ScheduleItem {
             lease_until: None,
             cancelled_by_version: None,
             sweeps: 0,
+            mode: None,
+            shadow_trigger: None,
         }
     }
 
@@ -183,6 +190,12 @@ impl ScheduleItem {
         if let Some(ms) = change.lateness_ms {
             self.lateness_ms = Some(ms);
         }
+        if let Some(mode) = change.mode {
+            self.mode = Some(mode);
+        }
+        if let Some(body) = &change.shadow_trigger {
+            self.shadow_trigger = Some(body.clone());
+        }
         // Every recorded change ends the writer's lease.
         self.lease_owner = None;
         self.lease_until = None;
@@ -206,6 +219,10 @@ pub struct StatusChange {
     pub validation: Option<Validation>,
     pub retry_increment: u32,
     pub lateness_ms: Option<u64>,
+    /// The tenant's rollout mode the outcome was decided under.
+    pub mode: Option<TenantMode>,
+    /// In shadow mode, the trigger body that would have been sent.
+    pub shadow_trigger: Option<String>,
 }
 
 impl StatusChange {
@@ -222,6 +239,8 @@ impl StatusChange {
             validation: None,
             retry_increment: 0,
             lateness_ms: None,
+            mode: None,
+            shadow_trigger: None,
         })
     }
 
@@ -236,6 +255,8 @@ impl StatusChange {
             validation: None,
             retry_increment: 0,
             lateness_ms: None,
+            mode: None,
+            shadow_trigger: None,
         }
     }
 
@@ -292,6 +313,8 @@ impl StatusChange {
             validation: None,
             retry_increment: failed,
             lateness_ms: None,
+            mode: None,
+            shadow_trigger: None,
         }
     }
 
@@ -308,6 +331,25 @@ impl StatusChange {
     pub fn with_lateness_ms(mut self, ms: u64) -> Self {
         self.lateness_ms = Some(ms);
         self
+    }
+
+    /// Records the tenant's mode the outcome was decided under.
+    pub fn with_mode(mut self, mode: TenantMode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// Records, in shadow mode, the trigger body that would have been sent.
+    pub fn with_shadow_trigger(mut self, body: impl Into<String>) -> Self {
+        self.shadow_trigger = Some(body.into());
+        self
+    }
+
+    /// QUEUED → SKIPPED at the due time: the tenant's mode is off, nothing is sent.
+    pub fn tenant_off(at: Timestamp) -> Self {
+        Self::edge(Status::Queued, Status::Skipped, at)
+            .with_error("tenant mode is off: nothing sent")
+            .with_mode(TenantMode::Off)
     }
 
     pub fn with_validation(mut self, v: Validation) -> Self {
@@ -355,6 +397,7 @@ mod tests {
                 StatusChange {
                     error: None,
                     validation: None,
+                    mode: None,
                     ..c.clone()
                 },
                 "{} -> {}",
@@ -368,6 +411,14 @@ mod tests {
             StatusChange::skipped(at, "inactive").validation,
             Some(Validation::Invalid)
         );
+        // A tenant that is off: the same edge as an inactive device, but the device's
+        // validation is left as it was.
+        let off = StatusChange::tenant_off(at);
+        assert_eq!(
+            (off.from, off.to, off.validation),
+            (Status::Queued, Status::Skipped, None)
+        );
+        assert_eq!(off.mode, Some(TenantMode::Off));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod definition;
 mod ids;
 mod item;
 mod keys;
+mod mode;
 pub mod scan_state;
 mod status;
 mod time;
@@ -17,6 +18,10 @@ pub use definition::{
 pub use ids::{DeviceId, IdError, StepId, TenantId, WorkflowId};
 pub use item::{ExecutionId, ScheduleItem, StatusChange, TransitionError, Validation};
 pub use keys::{KeyError, ScheduleKey, StatusShard, shard_of};
+pub use mode::{
+    MODE_ATTR, MODE_SK, ModeParseError, SETTINGS_SK_PREFIX, TenantMode, TenantSetting,
+    is_settings_row, mode_key,
+};
 pub use status::{Status, StatusParseError};
 pub use time::{TimeError, Timestamp};
 pub use trigger::{TRIGGER_SCHEMA_VERSION, TriggerMessage};
