@@ -510,7 +510,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> SeedReport {
     world.chaos.stop();
     // Half the seeds redrive (a redrive would also hide an occurrence left QUEUED with its
     // message in the DLQ, which the other half must show).
-    if config.faults.contains(&Fault::Redrive) && seed % 2 == 0 {
+    if config.faults.contains(&Fault::Redrive) && seed.is_multiple_of(2) {
         clock.sleep_until(end + chrono::Duration::hours(2)).await;
         let keys = world.queue.redrive();
         world
