@@ -612,7 +612,18 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
                 delay: *delay,
             })
             .collect();
-        let sent = self.queue.send_batch(&messages).await?;
+        // A refused batch costs this batch only: its occurrences stay leased PENDING and the
+        // next run sends them; the rest of the run (and what it counted) goes on.
+        let sent = match self.queue.send_batch(&messages).await {
+            Ok(sent) => sent,
+            Err(e) => {
+                report.dispatch_failed += messages.len();
+                run.metrics
+                    .count(Metric::DispatchFailed, messages.len() as u64);
+                warn!(entries = messages.len(), error = %crate::error::chain(&e), "batch not sent to the execution queue; the next run retries");
+                return Ok(report);
+            }
+        };
         for (id, why) in &sent.failed {
             report.dispatch_failed += 1;
             run.metrics.incr(Metric::DispatchFailed);
@@ -886,7 +897,17 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
                     delay: delay_until(now, item.scheduled_time),
                 })
                 .collect();
-            let sent = self.queue.send_batch(&messages).await?;
+            let sent = match self.queue.send_batch(&messages).await {
+                Ok(sent) => sent,
+                Err(e) => {
+                    // Claimed but not sent: found again one threshold later.
+                    report.dispatch_failed += messages.len();
+                    run.metrics
+                        .count(Metric::DispatchFailed, messages.len() as u64);
+                    warn!(entries = messages.len(), error = %crate::error::chain(&e), "stuck occurrences not sent again; the sweep finds them again later");
+                    continue;
+                }
+            };
             for (id, why) in &sent.failed {
                 // Claimed but not sent: found again one threshold later.
                 report.dispatch_failed += 1;
