@@ -193,6 +193,11 @@ impl Chaos {
         self.active.store(false, Ordering::Relaxed);
     }
 
+    /// Faults strike again (after a fault-free setup).
+    pub fn resume(&self) {
+        self.active.store(true, Ordering::Relaxed);
+    }
+
     pub fn count(&self, what: &'static str) {
         *self.counts.lock().unwrap().entry(what).or_default() += 1;
     }

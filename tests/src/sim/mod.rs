@@ -509,13 +509,24 @@ async fn simulate(seed: u64, config: &SimConfig) -> SeedReport {
         stop: AtomicBool::new(false),
     });
 
-    // The flow was running before the simulated days: the scans before them covered up to
-    // their start (the very first run of a new deployment starts at its own now instead).
+    // The flow was running before the simulated days, so the scans before them left the
+    // next 25 hours materialized: one fault-free full scan at the start stands for them (the
+    // very first run of a new deployment starts at its own now instead).
+    world.chaos.stop();
     world
         .memory
         .record_scan_horizon(Timestamp::from_datetime(start))
         .await
         .unwrap();
+    daily_scanner_v2::handle(
+        &world.scanner,
+        &json!({ "mode": "full" }),
+        None,
+        &Metrics::new("daily_scanner_v2"),
+    )
+    .await
+    .unwrap();
+    world.chaos.resume();
     let scans = tokio::task::spawn_local(scanner_driver(world.clone(), config.days, rng.fork()));
     let schedules = tokio::task::spawn_local(scheduler_driver(world.clone()));
     let deliveries = tokio::task::spawn_local(esm_driver(world.clone(), rng.fork()));
