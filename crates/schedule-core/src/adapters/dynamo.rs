@@ -82,7 +82,8 @@ fn n(v: impl ToString) -> AttributeValue {
 /// On an executed occurrence of a tenant in shadow mode: the trigger body it would have sent.
 const SHADOW_TRIGGER_ATTR: &str = "shadow_trigger";
 
-pub(crate) fn item_to_av(item: &ScheduleItem) -> Item {
+/// The attribute map of one occurrence, as it is written to the schedule table.
+pub fn item_to_av(item: &ScheduleItem) -> Item {
     let mut m = Item::new();
     if let Some(mode) = item.mode {
         m.insert(MODE_ATTR.into(), s(mode.as_str()));
@@ -218,7 +219,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-pub(crate) fn item_from_av(item: &Item) -> Result<ScheduleItem, StoreError> {
+/// One occurrence read back from its attribute map.
+pub fn item_from_av(item: &Item) -> Result<ScheduleItem, StoreError> {
     let r = Reader::new(item);
     let payload = match item.get("payload") {
         None => Map::new(),
