@@ -48,6 +48,10 @@ class RuntimeApi(http.server.ThreadingHTTPServer):
         self.outcome = None
         self.finished = threading.Event()
 
+    def handle_error(self, request, client_address):
+        # The binary is killed while its next `next` waits: a broken pipe is expected.
+        pass
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
