@@ -16,6 +16,7 @@ mod data_integrity;
 mod dynamo_batch_get;
 mod executor_memory;
 mod flow_memory;
+mod lateness_emulator;
 mod modes_emulator;
 mod modes_memory;
 mod redrive_emulator;
