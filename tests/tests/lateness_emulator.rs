@@ -183,11 +183,13 @@ async fn event_source(
             // Short polls: moto's long poll re-checks delayed messages only once a second
             // (SQS answers as soon as one becomes visible), which would add up to a second
             // that production does not have.
+            let t0 = Instant::now();
             let received = queue.receive(10, Duration::ZERO).await.unwrap();
             if received.is_empty() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
+            let t1 = Instant::now();
             let deadline = Some(Utc::now() + chrono::Duration::seconds(30));
             let (response, handled) = executor_v2::handle(
                 &executor,
@@ -204,6 +206,15 @@ async fn event_source(
                 .collect();
             for m in received.iter().filter(|m| !failed.contains(&m.message_id)) {
                 queue.delete(&m.receipt_handle).await.unwrap();
+            }
+            if std::env::var("LATENESS_TRACE").is_ok() {
+                eprintln!(
+                    "{} received {} in {:?}, handled and deleted in {:?}",
+                    Utc::now().format("%H:%M:%S%.3f"),
+                    received.len(),
+                    t1 - t0,
+                    t1.elapsed()
+                );
             }
             outcomes
                 .lock()
