@@ -11,7 +11,8 @@
 //!
 //! Sizes: `LATENESS_SPREAD` (default 300 steps over a minute, five due each second, the
 //! scheduler called every 15 s with a 15 s window) and `LATENESS_BURST` (default 200
-//! steps due at the same second, 5 executor instances).
+//! steps due at the same second, `LATENESS_BURST_INSTANCES` executor instances, default
+//! 5). `LATENESS_TRACE` prints each invocation's timing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -62,8 +63,26 @@ async fn world(window: &str) -> Option<AwsWorld> {
     Some(world)
 }
 
-/// Writes one definition and its PENDING occurrence (validated at scan time) per
-/// instant; returns the execution ids with their scheduled times.
+/// How long `n` writes take on the emulator on this machine now, from 20 writes of a
+/// disabled definition: due instants chosen from it leave enough time for the seeding and
+/// the scheduler, however loaded the machine is.
+async fn pace(world: &AwsWorld, n: usize) -> Duration {
+    let scanner = daily_scanner_v2::build(&world.scanner_config(), &world.sdk).unwrap();
+    let began = Instant::now();
+    for v in 1..=20 {
+        let def = Definition::from_json(&json!({
+            "tenant_id": TENANT, "device_workflow_step_id": "calibration", "workflow_id": "wf",
+            "device_id": "dev-00", "enabled": false, "version": v,
+            "schedule": {"type": "once", "at": "2026-01-01T00:00:00Z"}, "payload": {}
+        }))
+        .unwrap();
+        scanner.definitions.put(&def).await.unwrap();
+    }
+    began.elapsed() * n as u32 / 20
+}
+
+/// Writes one definition and its PENDING occurrence (validated at scan time) per instant;
+/// returns the execution ids with their keys and scheduled times.
 async fn seed(world: &AwsWorld, times: &[Timestamp]) -> HashMap<String, (ScheduleKey, Timestamp)> {
     let scanner = daily_scanner_v2::build(&world.scanner_config(), &world.sdk).unwrap();
     let shards = scanner.store.status_shards();
@@ -315,8 +334,10 @@ async fn steps_spread_over_several_scheduler_windows_leave_on_time_once() {
     };
     let n = size("LATENESS_SPREAD", 300);
     // Five steps due each second (one every 200 ms, scheduled times being whole seconds),
-    // from a few seconds after the seeding.
-    let start = second_after(Duration::from_secs(3 + n as u64 / 100));
+    // from once the occurrences are written and the first scheduler run is done
+    // (two writes per step, then the first scheduler run: about four writes per step of
+    // the first 15 s).
+    let start = second_after(pace(&world, 2 * n + 150).await + Duration::from_secs(2));
     let times: Vec<Timestamp> = (0..n)
         .map(|i| Timestamp::from_datetime(start + chrono::Duration::milliseconds(200 * i as i64)))
         .collect();
@@ -366,14 +387,18 @@ async fn steps_spread_over_several_scheduler_windows_leave_on_time_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_burst_due_at_one_second_leaves_on_time_once_from_five_instances() {
+async fn a_burst_due_at_one_second_leaves_on_time_once_from_a_few_instances() {
     let Some(world) = world("5m").await else {
         return;
     };
     let n = size("LATENESS_BURST", 200);
-    let at = Timestamp::from_datetime(second_after(Duration::from_secs(6 + n as u64 / 50)));
-    let times = vec![at; n];
-    let due = seed(&world, &times).await;
+    let instances = size("LATENESS_BURST_INSTANCES", 5);
+    // Due once the occurrences are written and the scheduler ran (two writes per step,
+    // then about two more).
+    let at = Timestamp::from_datetime(second_after(
+        pace(&world, 4 * n).await + Duration::from_secs(2),
+    ));
+    let due = seed(&world, &vec![at; n]).await;
 
     let scheduler = scheduler_v2::build(&world.scheduler_config(), &world.sdk);
     let metrics = Metrics::new("lateness");
@@ -393,9 +418,9 @@ async fn a_burst_due_at_one_second_leaves_on_time_once_from_five_instances() {
         stop.store(true, Ordering::Relaxed);
         sent
     };
-    let (sent, outcomes) = tokio::join!(drain, event_source(&world, 5, &stop, &metrics));
+    let (sent, outcomes) = tokio::join!(drain, event_source(&world, instances, &stop, &metrics));
     check_and_print(
-        &format!("burst, {n} steps due at one second, 5 instances"),
+        &format!("burst, {n} steps due at one second, {instances} instances"),
         &world,
         &due,
         &sent,
