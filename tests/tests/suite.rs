@@ -14,6 +14,7 @@ mod chaos_memory;
 mod contract;
 mod data_integrity;
 mod dynamo_batch_get;
+mod executor_batch_memory;
 mod executor_memory;
 mod flow_memory;
 mod lateness_emulator;
