@@ -1,7 +1,9 @@
-//! Executing one message of the execution queue. Each message is handled on its own; the
+//! Executing the messages of the execution queue, a batch (one SQS event) at a time; the
 //! Lambda edge turns the outcomes into a partial batch response.
 //!
-//! The steps, in order, and why in that order:
+//! The steps, in order, and why in that order. Steps 1 to 7 run for every message of the
+//! batch concurrently while the batch is held before its due instants (SQS releases a
+//! message up to a second early), so only the sends are left for the due instant:
 //!
 //! 1. **Too early?** Decided from the message alone, before any read or write: an early
 //!    copy goes back as a fresh, delayed one ([`Outcome::Deferred`]); SQS counts every
@@ -12,18 +14,27 @@
 //!    step again, under the same execution id).
 //! 3. **Check grace**: later than its misfire grace → MISSED.
 //! 4. **Re-validate** the device (cached): inactive → SKIPPED.
-//! 5. **Wait** until due, if the invocation's deadline leaves time for the send.
-//! 6. **Route**: the tenant's rollout mode, read once for this occurrence at its due time
-//!    (through a short cache): `active` sends to the action trigger queue, `shadow` only
-//!    records the trigger it would have sent (and sends it to the shadow queue, if one is
-//!    configured), `off` sends nothing and the occurrence is SKIPPED.
-//! 7. **Claim** a short lease, conditional on QUEUED, right before the send: whoever moved
-//!    the occurrence meanwhile (a concurrent copy, the scheduler's sweep of old QUEUED
-//!    items) wins, and this copy sends nothing.
-//! 8. **Deliver** the trigger, retried within this receive and the deadline, to where the
-//!    route says: one occurrence goes to exactly one place.
+//! 5. **Deadline**: the wait until due and the send must fit before the invocation ends.
+//! 6. **Route**: the tenant's rollout mode, read once for this occurrence just before it
+//!    is due (through a short cache): `active` sends to the action trigger queue, `shadow`
+//!    only records the trigger it would have sent (and sends it to the shadow queue, if one
+//!    is configured), `off` sends nothing and the occurrence is SKIPPED.
+//! 7. **Claim** a short lease, conditional on QUEUED: whoever moved the occurrence
+//!    meanwhile (a concurrent copy, the scheduler's sweep of old QUEUED items) wins, and
+//!    this copy sends nothing. The lease outlasts the hold, so nobody moves the occurrence
+//!    between the claim and the send.
+//! 8. **Deliver**, per due instant: wait on the injected clock until it reads that
+//!    instant (never early), then send every trigger due then together, in one
+//!    `SendMessageBatch` per 10 ([`crate::ports::ActionSink::send_batch`]), to where each
+//!    route says; entries that failed for a retryable reason are resent (only they) within
+//!    this receive and the deadline, through [`retrying`]; an entry refused for good fails
+//!    alone.
 //! 9. **Record** EXECUTED with the mode (and, in shadow mode, the would-be trigger), or the
-//!    failed attempts, conditional on QUEUED.
+//!    failed attempts, conditional on QUEUED; every message's outcome concurrently.
+//!
+//! Two copies of one occurrence in one batch: one claims it, the other finds the claim
+//! (`Busy`); once the batch is recorded, the other is re-read and dropped as a duplicate
+//! instead of coming back after the visibility timeout.
 //!
 //! Every write is conditional on the status read, and the send and the outcomes decided
 //! before it (MISSED, SKIPPED) happen under the claim, so two deliveries never both win;
