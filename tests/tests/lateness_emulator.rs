@@ -203,7 +203,15 @@ async fn event_source(
             // (SQS answers as soon as one becomes visible), which would add up to a second
             // that production does not have.
             let t0 = Instant::now();
-            let received = queue.receive(10, Duration::ZERO).await.unwrap();
+            // A failed poll is tried again, as the event source does.
+            let received = match queue.receive(10, Duration::ZERO).await {
+                Ok(received) => received,
+                Err(e) => {
+                    eprintln!("receive failed, polling again: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
             if received.is_empty() {
                 // Every 100 ms per instance: often enough to take a message well inside
                 // the second SQS releases it early, seldom enough not to load the emulator

@@ -364,43 +364,28 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             })
     }
 
-    /// A batch of messages (an SQS event): every read, check and claim of every message
-    /// concurrently, ahead of the due instants; then, per due instant, one wait and one
-    /// send of all its triggers together; then every outcome recorded concurrently.
-    /// Returns one outcome per message, in order.
+    /// A batch of messages (an SQS event), grouped by the due instant each names: per
+    /// group, every read, check and claim concurrently ahead of that instant, then one wait
+    /// and one send of all its triggers together, then every outcome recorded
+    /// concurrently. The groups run side by side, so a slow read delays only its own
+    /// instant. Returns one outcome per message, in order.
     pub async fn handle_batch(&self, msgs: &[Incoming<'_>], metrics: &Metrics) -> Vec<Outcome> {
-        let prepared = join_all(msgs.iter().map(|m| {
-            self.prepare(*m, metrics)
-                .instrument(info_span!("message", message_id = %m.message_id))
-        }))
-        .await;
-        let mut outcomes: Vec<Option<Outcome>> = msgs.iter().map(|_| None).collect();
-        let mut decided = Vec::new();
-        let mut groups: BTreeMap<Timestamp, Vec<(usize, Ready)>> = BTreeMap::new();
-        for (i, p) in prepared.into_iter().enumerate() {
-            match p {
-                Prepared::Final(outcome) => outcomes[i] = Some(outcome),
-                Prepared::Decided(key, outcome) => decided.push((i, key, outcome)),
-                Prepared::Ready(ready) => groups
-                    .entry(ready.item.scheduled_time)
-                    .or_default()
-                    .push((i, *ready)),
-            }
+        // Unreadable messages form a group of their own, settled without any I/O.
+        let mut groups: BTreeMap<Option<Timestamp>, Vec<usize>> = BTreeMap::new();
+        for (i, m) in msgs.iter().enumerate() {
+            let due = ExecutionMessage::parse(m.body)
+                .ok()
+                .map(|(message, _)| message.scheduled_time);
+            groups.entry(due).or_default().push(i);
         }
-        let sent = join_all(
+        let done = join_all(
             groups
                 .into_values()
-                .map(|group| self.send_group(group, msgs, metrics)),
+                .map(|members| self.handle_group(members, msgs, metrics)),
         )
         .await;
-        decided.extend(sent.into_iter().flatten());
-        let decided = self.after_copies(decided, msgs, metrics).await;
-        let settled = join_all(decided.into_iter().map(|(i, key, outcome)| {
-            let span = info_span!("message", message_id = %msgs[i].message_id);
-            async move { (i, self.settle(&key, msgs[i], outcome, metrics).await) }.instrument(span)
-        }))
-        .await;
-        for (i, outcome) in settled {
+        let mut outcomes: Vec<Option<Outcome>> = msgs.iter().map(|_| None).collect();
+        for (i, outcome) in done.into_iter().flatten() {
             outcomes[i] = Some(outcome);
         }
         outcomes
@@ -413,7 +398,43 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             .collect()
     }
 
-    /// Two copies of one occurrence in one batch: the one that found the other's claim
+    /// The messages of a batch that name one due instant (`members`, positions in
+    /// `msgs`): prepared together, sent together, settled.
+    async fn handle_group(
+        &self,
+        members: Vec<usize>,
+        msgs: &[Incoming<'_>],
+        metrics: &Metrics,
+    ) -> Vec<(usize, Outcome)> {
+        let prepared = join_all(members.iter().map(|&i| {
+            self.prepare(msgs[i], metrics)
+                .instrument(info_span!("message", message_id = %msgs[i].message_id))
+        }))
+        .await;
+        let mut outcomes = Vec::with_capacity(members.len());
+        let mut decided = Vec::new();
+        let mut ready = Vec::new();
+        for (&i, p) in members.iter().zip(prepared) {
+            match p {
+                Prepared::Final(outcome) => outcomes.push((i, outcome)),
+                Prepared::Decided(key, outcome) => decided.push((i, key, outcome)),
+                Prepared::Ready(r) => ready.push((i, *r)),
+            }
+        }
+        if !ready.is_empty() {
+            decided.extend(self.send_group(ready, msgs, metrics).await);
+        }
+        let decided = self.after_copies(decided, msgs, metrics).await;
+        let settled = join_all(decided.into_iter().map(|(i, key, outcome)| {
+            let span = info_span!("message", message_id = %msgs[i].message_id);
+            async move { (i, self.settle(&key, msgs[i], outcome, metrics).await) }.instrument(span)
+        }))
+        .await;
+        outcomes.extend(settled);
+        outcomes
+    }
+
+    /// Two copies of one occurrence in one group: the one that found the other's claim
     /// was `Busy` while the other was sending; now that the other recorded its outcome,
     /// a read tells whether this copy is a plain duplicate, so it is dropped now rather
     /// than redelivered after the visibility timeout only to find the same.
@@ -564,10 +585,11 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         msgs: &[Incoming<'_>],
         metrics: &Metrics,
     ) -> Vec<(usize, ScheduleKey, Outcome)> {
-        if let Some((_, first)) = group.first() {
-            // Never early: the reads, checks and claims ran ahead of time; hold until the
-            // clock reads the due instant, then send at once.
-            self.wait_until(first.item.scheduled_time).await;
+        // Never early: the reads, checks and claims ran ahead of time; hold until the clock
+        // reads the due instant (the latest of the group's, which are all one), then send
+        // at once.
+        if let Some(due) = group.iter().map(|(_, r)| r.item.scheduled_time).max() {
+            self.wait_until(due).await;
         }
         let deliveries = self.deliver(&group, msgs, metrics).await;
         join_all(
