@@ -326,6 +326,53 @@ struct Entry {
     last: Option<ExecuteError>,
 }
 
+impl Entry {
+    /// Takes the queue's answer to one attempt at `trigger`: sent, failed for good, or
+    /// failed for a reason a retry may fix (kept, and the entry stays to be sent).
+    fn answered(&mut self, trigger: TriggerMessage, result: Result<(), QueueError>) {
+        let source = match result {
+            Ok(()) => {
+                self.result = Some(Ok(trigger));
+                return;
+            }
+            Err(source) => source,
+        };
+        self.failures += 1;
+        let e = ExecuteError::Send {
+            execution_id: trigger.execution_id.to_string(),
+            attempt: trigger.attempt,
+            source,
+        };
+        warn!(execution_id = %trigger.execution_id, attempt = trigger.attempt, error = %chain(&e), retryable = e.is_retryable(), "trigger send failed");
+        if e.is_retryable() {
+            self.last = Some(e);
+        } else {
+            self.result = Some(Err(e));
+        }
+    }
+
+    /// What the attempts came to for `item`'s trigger.
+    fn into_delivery(self, item: &ScheduleItem) -> Delivery {
+        let failures = self.failures;
+        match (self.result, self.last) {
+            (Some(Ok(trigger)), _) => Delivery::Sent { trigger, failures },
+            (Some(Err(error)), _) | (None, Some(error)) => Delivery::NotSent { error, failures },
+            // No attempt was made: the deadline came first.
+            (None, None) => Delivery::NotSent {
+                error: ExecuteError::Send {
+                    execution_id: item.execution_id().to_string(),
+                    attempt: item.retry_count + 1,
+                    source: QueueError::Transient {
+                        operation: "SendMessageBatch",
+                        source: "not attempted before the invocation's deadline".into(),
+                    },
+                },
+                failures,
+            },
+        }
+    }
+}
+
 /// Some entries of a group are still to be sent: worth another attempt.
 struct EntriesLeft;
 
@@ -828,80 +875,53 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             &seed_key,
             &self.clock,
             stop,
-            || async move {
-                let now = self.clock.now();
-                let pending: Vec<(usize, TriggerMessage, TenantMode)> = {
-                    let entries = lock(entries_ref);
-                    group
-                        .iter()
-                        .zip(entries.iter())
-                        .enumerate()
-                        .filter(|(_, (_, e))| e.result.is_none())
-                        .map(|(pos, ((_, ready), e))| {
-                            if e.failures > 0 {
-                                metrics.incr(Metric::SendRetries);
-                            }
-                            let attempt = ready.item.retry_count + e.failures + 1;
-                            let trigger = TriggerMessage::for_item(&ready.item, now, attempt);
-                            (pos, trigger, ready.mode)
-                        })
-                        .collect()
-                };
-                let results = self.send_routed(&pending).await;
-                let mut entries = lock(entries_ref);
-                for ((pos, trigger, _), result) in pending.into_iter().zip(results) {
-                    let entry = &mut entries[pos];
-                    match result {
-                        Ok(()) => entry.result = Some(Ok(trigger)),
-                        Err(source) => {
-                            entry.failures += 1;
-                            let e = ExecuteError::Send {
-                                execution_id: trigger.execution_id.to_string(),
-                                attempt: trigger.attempt,
-                                source,
-                            };
-                            warn!(execution_id = %trigger.execution_id, attempt = trigger.attempt, error = %chain(&e), retryable = e.is_retryable(), "trigger send failed");
-                            if e.is_retryable() {
-                                entry.last = Some(e);
-                            } else {
-                                entry.result = Some(Err(e));
-                            }
-                        }
-                    }
-                }
-                if entries.iter().all(|e| e.result.is_some()) {
-                    Ok(())
-                } else {
-                    Err(EntriesLeft)
-                }
-            },
+            || self.send_attempt(group, entries_ref, metrics),
         )
         .await;
         let entries = entries.into_inner().unwrap_or_else(|p| p.into_inner());
         entries
             .into_iter()
             .zip(group)
-            .map(|(entry, (_, ready))| {
-                let failures = entry.failures;
-                match (entry.result, entry.last) {
-                    (Some(Ok(trigger)), _) => Delivery::Sent { trigger, failures },
-                    (Some(Err(error)), _) | (None, Some(error)) => {
-                        Delivery::NotSent { error, failures }
-                    }
-                    (None, None) => Delivery::NotSent {
-                        error: ExecuteError::Send {
-                            execution_id: ready.item.execution_id().to_string(),
-                            attempt: ready.item.retry_count + 1,
-                            source: QueueError::Transient {
-                                operation: "SendMessageBatch",
-                                source: "not attempted before the invocation's deadline".into(),
-                            },
-                        },
-                        failures,
-                    },
-                }
-            })
+            .map(|(entry, (_, ready))| entry.into_delivery(&ready.item))
             .collect()
+    }
+
+    /// One attempt at the entries of a group still to be sent, each trigger built anew
+    /// (its `sent_at` and attempt number); records each entry's result.
+    async fn send_attempt(
+        &self,
+        group: &[(usize, Ready)],
+        entries: &Mutex<Vec<Entry>>,
+        metrics: &Metrics,
+    ) -> Result<(), EntriesLeft> {
+        let now = self.clock.now();
+        let pending: Vec<(usize, TriggerMessage, TenantMode)> = {
+            let entries = lock(entries);
+            group
+                .iter()
+                .zip(entries.iter())
+                .enumerate()
+                .filter(|(_, (_, e))| e.result.is_none())
+                .map(|(pos, ((_, ready), e))| {
+                    if e.failures > 0 {
+                        metrics.incr(Metric::SendRetries);
+                    }
+                    let attempt = ready.item.retry_count + e.failures + 1;
+                    let trigger = TriggerMessage::for_item(&ready.item, now, attempt);
+                    (pos, trigger, ready.mode)
+                })
+                .collect()
+        };
+        let results = self.send_routed(&pending).await;
+        let mut entries = lock(entries);
+        for ((pos, trigger, _), result) in pending.into_iter().zip(results) {
+            entries[pos].answered(trigger, result);
+        }
+        if entries.iter().all(|e| e.result.is_some()) {
+            Ok(())
+        } else {
+            Err(EntriesLeft)
+        }
     }
 
     /// Step 9: EXECUTED, or the failed attempts (FAILED on the last receive).
