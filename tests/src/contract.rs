@@ -628,6 +628,69 @@ pub async fn action_sink_sends_triggers_and_fifo_dedups<B: Backend>(b: &B) {
     }
 }
 
+/// `send_batch` answers each entry in order: more than one request's worth (10) goes
+/// out whole, an entry too large to send fails alone and for good, and on a FIFO queue a
+/// repeated execution id inside one batch is accepted and delivered once.
+pub async fn action_sink_send_batch_answers_each_entry<B: Backend>(b: &B) {
+    use schedule_core::model::TriggerMessage;
+    let mut triggers: Vec<TriggerMessage> = (0..12)
+        .map(|i| {
+            let it = item("acme", &format!("s{i:02}"), "2026-11-26T10:30:00Z", 16);
+            TriggerMessage::for_item(&it, b.now(), 1)
+        })
+        .collect();
+    let mut huge = item("acme", "huge", "2026-11-26T10:30:00Z", 16);
+    huge.payload = json!({"blob": "x".repeat(schedule_core::limits::SQS_MAX_MESSAGE_BYTES)})
+        .as_object()
+        .unwrap()
+        .clone();
+    triggers.insert(5, TriggerMessage::for_item(&huge, b.now(), 1));
+
+    let (sink, queue) = b.action_queue(false).await;
+    let results = sink.send_batch(&triggers).await;
+    assert_eq!(results.len(), 13, "{}: one result per entry", b.name());
+    for (i, r) in results.iter().enumerate() {
+        match (i, r) {
+            (5, Err(e)) => assert!(!e.is_retryable(), "{}: {e}", b.name()),
+            (5, Ok(())) => panic!("{}: an oversize entry was accepted", b.name()),
+            (_, r) => assert!(r.is_ok(), "{}: entry {i}: {r:?}", b.name()),
+        }
+    }
+    let mut got = HashSet::new();
+    for _ in 0..10 {
+        if got.len() >= 12 {
+            break;
+        }
+        for m in queue.receive(10, Duration::from_secs(1)).await.unwrap() {
+            let t: TriggerMessage = serde_json::from_str(&m.body).unwrap();
+            got.insert(t.execution_id.to_string());
+            queue.delete(&m.receipt_handle).await.unwrap();
+        }
+    }
+    let sent: HashSet<String> = triggers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 5)
+        .map(|(_, t)| t.execution_id.to_string())
+        .collect();
+    assert_eq!(got, sent, "{}: every other entry delivered once", b.name());
+
+    let (fifo, fifo_queue) = b.action_queue(true).await;
+    let again =
+        TriggerMessage::for_item(&item("acme", "s00", "2026-11-26T10:30:00Z", 16), b.now(), 2);
+    let results = fifo.send_batch(&[triggers[0].clone(), again]).await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "{}: {results:?}",
+        b.name()
+    );
+    let got = fifo_queue
+        .receive(10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1, "{}: one delivery per execution id", b.name());
+}
+
 /// `item` as materialized from `version` of its definition, with a payload naming it.
 fn versioned(base: &ScheduleItem, version: u64) -> ScheduleItem {
     let mut it = base.clone();

@@ -45,6 +45,7 @@ contract_cases!(
     definitions_get_many,
     leases_exclude_others_until_released,
     action_sink_sends_triggers_and_fifo_dedups,
+    action_sink_send_batch_answers_each_entry,
     materialize_and_cancel_follow_the_version,
     scan_horizon_only_moves_forward,
     recorded_status_shards_only_grow_and_are_all_queried,

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::future::join_all;
 
 use crate::adapters::clock::ManualClock;
 use crate::adapters::memory::{
@@ -197,8 +196,8 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
         self.scheduler.run(run_id, None, &self.metrics).await
     }
 
-    /// Delivers every visible execution message to the executor, ten at a time and each
-    /// batch concurrently (as Lambda does), deleting the acknowledged ones. Returns the
+    /// Delivers every visible execution message to the executor, ten at a time, each
+    /// batch handled as one (as the Lambda edge does), deleting the acknowledged ones. Returns the
     /// outcomes with their message ids.
     pub async fn execute_ready(&self) -> Result<Vec<(String, Outcome)>, AppError> {
         let mut all = Vec::new();
@@ -210,29 +209,31 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
             if batch.is_empty() {
                 return Ok(all);
             }
-            let handled = join_all(batch.iter().map(|m| async move {
-                let incoming = Incoming {
+            let incoming: Vec<Incoming<'_>> = batch
+                .iter()
+                .map(|m| Incoming {
                     message_id: &m.message_id,
                     delivery_id: &m.receipt_handle,
                     body: &m.body,
                     receive_count: m.receive_count,
                     deadline: None,
-                };
-                (m, self.executor.handle(incoming, &self.metrics).await)
-            }))
-            .await;
+                })
+                .collect();
+            let outcomes = self.executor.handle_batch(&incoming, &self.metrics).await;
+            let handled: Vec<_> = batch.iter().zip(outcomes).collect();
             for (m, outcome) in handled {
                 let done = match &outcome {
                     // As the Lambda edge does: a fresh, delayed copy first, then the delete.
-                    Outcome::Deferred { delay } => self
-                        .execution_queue
-                        .send_batch(&[OutgoingMessage {
+                    Outcome::Deferred { delay } => DispatchQueue::send_batch(
+                        &self.execution_queue,
+                        &[OutgoingMessage {
                             id: m.message_id.clone(),
                             body: m.body.clone(),
                             delay: *delay,
-                        }])
-                        .await
-                        .is_ok_and(|r| r.failed.is_empty()),
+                        }],
+                    )
+                    .await
+                    .is_ok_and(|r| r.failed.is_empty()),
                     other => other.acknowledge(),
                 };
                 if done {

@@ -465,6 +465,17 @@ pub trait DispatchQueue: Send + Sync {
 pub trait ActionSink: Send + Sync {
     fn send(&self, message: &TriggerMessage)
     -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// One attempt at every message, in as few requests as the queue allows (SQS: 10
+    /// entries per `SendMessageBatch`). One result per message, in the order given: an
+    /// entry can fail while the others go out. The default sends each through
+    /// [`Self::send`], concurrently.
+    fn send_batch(
+        &self,
+        messages: &[TriggerMessage],
+    ) -> impl Future<Output = Vec<Result<(), QueueError>>> + Send {
+        futures::future::join_all(messages.iter().map(|m| self.send(m)))
+    }
 }
 
 // Shared handles serve as the port itself, so one queue can be both a redrive target
@@ -496,6 +507,13 @@ impl<T: ActionSink + ?Sized> ActionSink for std::sync::Arc<T> {
         message: &TriggerMessage,
     ) -> impl Future<Output = Result<(), QueueError>> + Send {
         (**self).send(message)
+    }
+
+    fn send_batch(
+        &self,
+        messages: &[TriggerMessage],
+    ) -> impl Future<Output = Vec<Result<(), QueueError>>> + Send {
+        (**self).send_batch(messages)
     }
 }
 

@@ -1,6 +1,8 @@
-//! `executor_v2`: the Lambda edge of the executor. An SQS batch (up to 10) is handled
-//! message by message, concurrently, one span each; the response lists the messages to
-//! be delivered again (`batchItemFailures`), so one bad message never fails the batch.
+//! `executor_v2`: the Lambda edge of the executor. An SQS batch (up to 10) is handled as
+//! one: every message read and claimed concurrently ahead of its due instant, the
+//! triggers due at one instant sent in one `SendMessageBatch`, one span per message; the
+//! response lists the messages to be delivered again (`batchItemFailures`), so one bad
+//! message never fails the batch.
 //! A message that arrived early goes back to the execution queue as a fresh, delayed
 //! copy before the original is acknowledged, so waiting costs none of its receives.
 
@@ -81,36 +83,42 @@ where
     C: Clock,
     Q: DispatchQueue,
 {
-    let handled = event.records.iter().map(|record| {
-        let message_id = record.message_id.clone().unwrap_or_default();
-        let span = tracing::info_span!("message", message_id = %message_id);
-        async move {
-            let receive_count = record
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(1);
-            // The receipt handle names this delivery; without one, the message id does.
-            let delivery_id = record.receipt_handle.as_deref().unwrap_or(&message_id);
-            let incoming = Incoming {
-                message_id: &message_id,
-                delivery_id,
+    let incoming: Vec<Incoming<'_>> = event
+        .records
+        .iter()
+        .map(|record| {
+            let message_id = record.message_id.as_deref().unwrap_or_default();
+            Incoming {
+                message_id,
+                // The receipt handle names this delivery; without one, the message id does.
+                delivery_id: record.receipt_handle.as_deref().unwrap_or(message_id),
                 body: record.body.as_deref().unwrap_or(""),
-                receive_count,
+                receive_count: record
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
                 deadline,
-            };
-            let outcome = executor.handle(incoming, metrics).await;
+            }
+        })
+        .collect();
+    // The whole batch at once: its reads and claims ahead of the due instants, the
+    // triggers due together sent together.
+    let outcomes = executor.handle_batch(&incoming, metrics).await;
+    let handled = join_all(incoming.iter().zip(outcomes).map(|(msg, outcome)| {
+        let span = tracing::info_span!("message", message_id = %msg.message_id);
+        async move {
             let acknowledged = match &outcome {
                 Outcome::Deferred { delay } => {
-                    defer(requeue, &message_id, incoming.body, *delay).await
+                    defer(requeue, msg.message_id, msg.body, *delay).await
                 }
                 other => other.acknowledge(),
             };
-            (message_id, outcome, acknowledged)
+            (msg.message_id.to_owned(), outcome, acknowledged)
         }
         .instrument(span)
-    });
-    let handled = join_all(handled).await;
+    }))
+    .await;
     let mut response = SqsBatchResponse::default();
     let mut outcomes = Vec::with_capacity(handled.len());
     for (id, outcome, acknowledged) in handled {

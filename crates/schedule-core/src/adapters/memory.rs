@@ -913,6 +913,16 @@ impl ActionSink for InMemoryQueue {
         )
         .map(|_| ())
     }
+
+    /// Each entry on its own, as SQS judges the entries of one `SendMessageBatch`: one
+    /// refused entry does not stop the others.
+    async fn send_batch(&self, messages: &[TriggerMessage]) -> Vec<Result<(), QueueError>> {
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            out.push(self.send(m).await);
+        }
+        out
+    }
 }
 
 /// A device registry in memory: every device is active unless marked inactive, and it

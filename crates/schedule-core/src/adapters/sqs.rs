@@ -279,16 +279,203 @@ fn string_attribute(v: &str) -> Result<MessageAttributeValue, QueueError> {
         .map_err(|e| QueueError::Invalid(e.to_string()))
 }
 
-impl ActionSink for SqsActionSink {
-    async fn send(&self, message: &TriggerMessage) -> Result<(), QueueError> {
-        let body = message.body();
-        if body.len() > SQS_MAX_MESSAGE_BYTES {
-            return Err(QueueError::Invalid(format!(
-                "trigger {} of {} bytes is over the SQS maximum of {SQS_MAX_MESSAGE_BYTES}",
-                message.execution_id,
-                body.len()
-            )));
+/// The body of `message`, or why SQS would refuse it.
+fn trigger_body(message: &TriggerMessage) -> Result<String, QueueError> {
+    let body = message.body();
+    if body.len() > SQS_MAX_MESSAGE_BYTES {
+        return Err(QueueError::Invalid(format!(
+            "trigger {} of {} bytes is over the SQS maximum of {SQS_MAX_MESSAGE_BYTES}",
+            message.execution_id,
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
+/// What one entry adds to a `SendMessageBatch` request's size: its body and attributes.
+fn entry_size(message: &TriggerMessage, body: &str) -> usize {
+    body.len()
+        + "tenant_id".len()
+        + message.tenant_id.as_str().len()
+        + "execution_id".len()
+        + message.execution_id.as_str().len()
+        + 2 * "String".len()
+}
+
+/// Splits positions into `SendMessageBatch` requests: at most 10 entries, and at most
+/// the SQS message maximum in all (the limit applies to the whole request too).
+fn batch_chunks(sizes: &[(usize, usize)]) -> Vec<Vec<usize>> {
+    let mut chunks: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for &(pos, size) in sizes {
+        match chunks.last_mut() {
+            Some(c) if c.len() < SQS_MAX_BATCH && bytes + size <= SQS_MAX_MESSAGE_BYTES => {
+                c.push(pos);
+                bytes += size;
+            }
+            _ => {
+                chunks.push(vec![pos]);
+                bytes = size;
+            }
         }
+    }
+    chunks
+}
+
+impl SqsActionSink {
+    /// One `SendMessageBatch` of `entries` (position in the caller's slice, message,
+    /// body); returns each position's result. Entry ids are positions, since SQS allows
+    /// only `[A-Za-z0-9_-]{1,80}` there.
+    async fn send_one_batch(
+        &self,
+        entries: Vec<(usize, &TriggerMessage, String)>,
+    ) -> Vec<(usize, Result<(), QueueError>)> {
+        let mut built = Vec::with_capacity(entries.len());
+        for (pos, m, body) in &entries {
+            let entry = self.batch_entry(*pos, m, body);
+            built.push(entry);
+        }
+        let built: Result<Vec<_>, QueueError> = built.into_iter().collect();
+        let request = match built {
+            Ok(request) => request,
+            Err(e) => {
+                let why = e.to_string();
+                return entries
+                    .iter()
+                    .map(|(pos, _, _)| (*pos, Err(QueueError::Invalid(why.clone()))))
+                    .collect();
+            }
+        };
+        match self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(request))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let failed: HashMap<&str, _> = out.failed().iter().map(|f| (f.id(), f)).collect();
+                entries
+                    .iter()
+                    .map(|(pos, _, _)| {
+                        let result = match failed.get(pos.to_string().as_str()) {
+                            None => Ok(()),
+                            Some(f) => {
+                                let source =
+                                    format!("{}: {}", f.code(), f.message().unwrap_or("")).into();
+                                // sender_fault: the entry itself is wrong; retrying cannot help.
+                                Err(if f.sender_fault() {
+                                    QueueError::Permanent {
+                                        operation: "SendMessageBatch",
+                                        source,
+                                    }
+                                } else {
+                                    QueueError::Transient {
+                                        operation: "SendMessageBatch",
+                                        source,
+                                    }
+                                })
+                            }
+                        };
+                        (*pos, result)
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                let transient = is_transient(&e);
+                let why = crate::error::chain(&queue_error("SendMessageBatch", e));
+                entries
+                    .iter()
+                    .map(|(pos, _, _)| {
+                        let source = why.clone().into();
+                        let error = if transient {
+                            QueueError::Transient {
+                                operation: "SendMessageBatch",
+                                source,
+                            }
+                        } else {
+                            QueueError::Permanent {
+                                operation: "SendMessageBatch",
+                                source,
+                            }
+                        };
+                        (*pos, Err(error))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn batch_entry(
+        &self,
+        pos: usize,
+        message: &TriggerMessage,
+        body: &str,
+    ) -> Result<SendMessageBatchRequestEntry, QueueError> {
+        let mut entry = SendMessageBatchRequestEntry::builder()
+            .id(pos.to_string())
+            .message_body(body)
+            .message_attributes("tenant_id", string_attribute(message.tenant_id.as_str())?)
+            .message_attributes(
+                "execution_id",
+                string_attribute(message.execution_id.as_str())?,
+            );
+        if self.fifo {
+            entry = entry
+                .message_group_id(message.device_id.as_str())
+                .message_deduplication_id(message.execution_id.as_str());
+        }
+        entry
+            .build()
+            .map_err(|e| QueueError::Invalid(format!("trigger {}: {e}", message.execution_id)))
+    }
+}
+
+impl ActionSink for SqsActionSink {
+    /// Requests of up to 10 entries, sent concurrently; an entry SQS refuses, or one too
+    /// large to send, fails alone.
+    async fn send_batch(&self, messages: &[TriggerMessage]) -> Vec<Result<(), QueueError>> {
+        let mut results: Vec<Option<Result<(), QueueError>>> =
+            messages.iter().map(|_| None).collect();
+        let mut ready = Vec::new();
+        for (pos, m) in messages.iter().enumerate() {
+            match trigger_body(m) {
+                Ok(body) => ready.push((pos, m, body)),
+                Err(e) => results[pos] = Some(Err(e)),
+            }
+        }
+        let sizes: Vec<(usize, usize)> = ready
+            .iter()
+            .map(|(pos, m, body)| (*pos, entry_size(m, body)))
+            .collect();
+        let mut by_pos: HashMap<usize, (usize, &TriggerMessage, String)> =
+            ready.into_iter().map(|e| (e.0, e)).collect();
+        let requests = batch_chunks(&sizes).into_iter().map(|chunk| {
+            let entries = chunk.iter().filter_map(|p| by_pos.remove(p)).collect();
+            self.send_one_batch(entries)
+        });
+        for (pos, result) in futures::future::join_all(requests)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            results[pos] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(QueueError::Invalid(
+                        "entry left out of every request".to_owned(),
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    async fn send(&self, message: &TriggerMessage) -> Result<(), QueueError> {
+        let body = trigger_body(message)?;
         let mut req = self
             .client
             .send_message()

@@ -1,7 +1,9 @@
-//! Executing one message of the execution queue. Each message is handled on its own; the
+//! Executing the messages of the execution queue, a batch (one SQS event) at a time; the
 //! Lambda edge turns the outcomes into a partial batch response.
 //!
-//! The steps, in order, and why in that order:
+//! The steps, in order, and why in that order. Steps 1 to 7 run for every message of the
+//! batch concurrently while the batch is held before its due instants (SQS releases a
+//! message up to a second early), so only the sends are left for the due instant:
 //!
 //! 1. **Too early?** Decided from the message alone, before any read or write: an early
 //!    copy goes back as a fresh, delayed one ([`Outcome::Deferred`]); SQS counts every
@@ -12,18 +14,27 @@
 //!    step again, under the same execution id).
 //! 3. **Check grace**: later than its misfire grace → MISSED.
 //! 4. **Re-validate** the device (cached): inactive → SKIPPED.
-//! 5. **Wait** until due, if the invocation's deadline leaves time for the send.
-//! 6. **Route**: the tenant's rollout mode, read once for this occurrence at its due time
-//!    (through a short cache): `active` sends to the action trigger queue, `shadow` only
-//!    records the trigger it would have sent (and sends it to the shadow queue, if one is
-//!    configured), `off` sends nothing and the occurrence is SKIPPED.
-//! 7. **Claim** a short lease, conditional on QUEUED, right before the send: whoever moved
-//!    the occurrence meanwhile (a concurrent copy, the scheduler's sweep of old QUEUED
-//!    items) wins, and this copy sends nothing.
-//! 8. **Deliver** the trigger, retried within this receive and the deadline, to where the
-//!    route says: one occurrence goes to exactly one place.
+//! 5. **Deadline**: the wait until due and the send must fit before the invocation ends.
+//! 6. **Route**: the tenant's rollout mode, read once for this occurrence just before it
+//!    is due (through a short cache): `active` sends to the action trigger queue, `shadow`
+//!    only records the trigger it would have sent (and sends it to the shadow queue, if one
+//!    is configured), `off` sends nothing and the occurrence is SKIPPED.
+//! 7. **Claim** a short lease, conditional on QUEUED: whoever moved the occurrence
+//!    meanwhile (a concurrent copy, the scheduler's sweep of old QUEUED items) wins, and
+//!    this copy sends nothing. The lease outlasts the hold, so nobody moves the occurrence
+//!    between the claim and the send.
+//! 8. **Deliver**, per due instant: wait on the injected clock until it reads that
+//!    instant (never early), then send every trigger due then together, in one
+//!    `SendMessageBatch` per 10 ([`crate::ports::ActionSink::send_batch`]), to where each
+//!    route says; entries that failed for a retryable reason are resent (only they) within
+//!    this receive and the deadline, through [`retrying`]; an entry refused for good fails
+//!    alone.
 //! 9. **Record** EXECUTED with the mode (and, in shadow mode, the would-be trigger), or the
-//!    failed attempts, conditional on QUEUED.
+//!    failed attempts, conditional on QUEUED; every message's outcome concurrently.
+//!
+//! Two copies of one occurrence in one batch: one claims it, the other finds the claim
+//! (`Busy`); once the batch is recorded, the other is re-read and dropped as a duplicate
+//! instead of coming back after the visibility timeout.
 //!
 //! Every write is conditional on the status read, and the send and the outcomes decided
 //! before it (MISSED, SKIPPED) happen under the claim, so two deliveries never both win;
@@ -34,12 +45,14 @@
 //! is recorded EXECUTED (never FAILED: the step fired), and a copy that found another
 //! delivery's lease leaves the outcome to it.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::future::join_all;
 use serde::Serialize;
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use super::ExecutionMessage;
 use crate::error::{QueueError, StoreError, ValidationError, chain};
@@ -287,6 +300,92 @@ enum Claim {
     Lost(Outcome),
 }
 
+/// Steps 1 to 7's result for one message.
+enum Prepared {
+    /// Settled without the occurrence (malformed, or early and put back).
+    Final(Outcome),
+    /// Settled for the occurrence under the key, before any send.
+    Decided(ScheduleKey, Outcome),
+    /// Read, checked, routed and claimed: sent once due.
+    Ready(Box<Ready>),
+}
+
+/// A claimed occurrence waiting for its due instant.
+struct Ready {
+    key: ScheduleKey,
+    item: ScheduleItem,
+    mode: TenantMode,
+}
+
+/// One trigger of a group being sent: its attempts that failed, its final result once
+/// known, and the last retryable error while it is still to be sent.
+#[derive(Default)]
+struct Entry {
+    failures: u32,
+    result: Option<Result<TriggerMessage, ExecuteError>>,
+    last: Option<ExecuteError>,
+}
+
+impl Entry {
+    /// Takes the queue's answer to one attempt at `trigger`: sent, failed for good, or
+    /// failed for a reason a retry may fix (kept, and the entry stays to be sent).
+    fn answered(&mut self, trigger: TriggerMessage, result: Result<(), QueueError>) {
+        let source = match result {
+            Ok(()) => {
+                self.result = Some(Ok(trigger));
+                return;
+            }
+            Err(source) => source,
+        };
+        self.failures += 1;
+        let e = ExecuteError::Send {
+            execution_id: trigger.execution_id.to_string(),
+            attempt: trigger.attempt,
+            source,
+        };
+        warn!(execution_id = %trigger.execution_id, attempt = trigger.attempt, error = %chain(&e), retryable = e.is_retryable(), "trigger send failed");
+        if e.is_retryable() {
+            self.last = Some(e);
+        } else {
+            self.result = Some(Err(e));
+        }
+    }
+
+    /// What the attempts came to for `item`'s trigger.
+    fn into_delivery(self, item: &ScheduleItem) -> Delivery {
+        let failures = self.failures;
+        match (self.result, self.last) {
+            (Some(Ok(trigger)), _) => Delivery::Sent { trigger, failures },
+            (Some(Err(error)), _) | (None, Some(error)) => Delivery::NotSent { error, failures },
+            // No attempt was made: the deadline came first.
+            (None, None) => Delivery::NotSent {
+                error: ExecuteError::Send {
+                    execution_id: item.execution_id().to_string(),
+                    attempt: item.retry_count + 1,
+                    source: QueueError::Transient {
+                        operation: "SendMessageBatch",
+                        source: "not attempted before the invocation's deadline".into(),
+                    },
+                },
+                failures,
+            },
+        }
+    }
+}
+
+/// Some entries of a group are still to be sent: worth another attempt.
+struct EntriesLeft;
+
+impl crate::retry::Transient for EntriesLeft {
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Step 8's result: the trigger that went out and how many attempts failed before it, or
 /// the last error and the number of failed attempts.
 enum Delivery {
@@ -301,26 +400,163 @@ enum Delivery {
 }
 
 impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, A, V, C> {
+    /// One message: [`Self::handle_batch`] of one.
     pub async fn handle(&self, msg: Incoming<'_>, metrics: &Metrics) -> Outcome {
+        self.handle_batch(&[msg], metrics)
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Outcome::Retry {
+                reason: "the message was not handled".to_owned(),
+            })
+    }
+
+    /// A batch of messages (an SQS event), grouped by the due instant each names: per
+    /// group, every read, check and claim concurrently ahead of that instant, then one wait
+    /// and one send of all its triggers together, then every outcome recorded
+    /// concurrently. The groups run side by side, so a slow read delays only its own
+    /// instant. Returns one outcome per message, in order.
+    pub async fn handle_batch(&self, msgs: &[Incoming<'_>], metrics: &Metrics) -> Vec<Outcome> {
+        // Unreadable messages form a group of their own, settled without any I/O.
+        let mut groups: BTreeMap<Option<Timestamp>, Vec<usize>> = BTreeMap::new();
+        for (i, m) in msgs.iter().enumerate() {
+            let due = ExecutionMessage::parse(m.body)
+                .ok()
+                .map(|(message, _)| message.scheduled_time);
+            groups.entry(due).or_default().push(i);
+        }
+        let done = join_all(
+            groups
+                .into_values()
+                .map(|members| self.handle_group(members, msgs, metrics)),
+        )
+        .await;
+        let mut outcomes: Vec<Option<Outcome>> = msgs.iter().map(|_| None).collect();
+        for (i, outcome) in done.into_iter().flatten() {
+            outcomes[i] = Some(outcome);
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| Outcome::Retry {
+                    reason: "the message was not handled".to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    /// The messages of a batch that name one due instant (`members`, positions in
+    /// `msgs`): prepared together, sent together, settled.
+    async fn handle_group(
+        &self,
+        members: Vec<usize>,
+        msgs: &[Incoming<'_>],
+        metrics: &Metrics,
+    ) -> Vec<(usize, Outcome)> {
+        let prepared = join_all(members.iter().map(|&i| {
+            self.prepare(msgs[i], metrics)
+                .instrument(info_span!("message", message_id = %msgs[i].message_id))
+        }))
+        .await;
+        let mut outcomes = Vec::with_capacity(members.len());
+        let mut decided = Vec::new();
+        let mut ready = Vec::new();
+        for (&i, p) in members.iter().zip(prepared) {
+            match p {
+                Prepared::Final(outcome) => outcomes.push((i, outcome)),
+                Prepared::Decided(key, outcome) => decided.push((i, key, outcome)),
+                Prepared::Ready(r) => ready.push((i, *r)),
+            }
+        }
+        if !ready.is_empty() {
+            decided.extend(self.send_group(ready, msgs, metrics).await);
+        }
+        let decided = self.after_copies(decided, msgs, metrics).await;
+        let settled = join_all(decided.into_iter().map(|(i, key, outcome)| {
+            let span = info_span!("message", message_id = %msgs[i].message_id);
+            async move { (i, self.settle(&key, msgs[i], outcome, metrics).await) }.instrument(span)
+        }))
+        .await;
+        outcomes.extend(settled);
+        outcomes
+    }
+
+    /// Two copies of one occurrence in one group: the one that found the other's claim
+    /// was `Busy` while the other was sending; now that the other recorded its outcome,
+    /// a read tells whether this copy is a plain duplicate, so it is dropped now rather
+    /// than redelivered after the visibility timeout only to find the same.
+    async fn after_copies(
+        &self,
+        decided: Vec<(usize, ScheduleKey, Outcome)>,
+        msgs: &[Incoming<'_>],
+        metrics: &Metrics,
+    ) -> Vec<(usize, ScheduleKey, Outcome)> {
+        let mut copies: HashMap<&ScheduleKey, usize> = HashMap::new();
+        for (_, key, _) in &decided {
+            *copies.entry(key).or_default() += 1;
+        }
+        let shared: HashSet<ScheduleKey> = copies
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(key, _)| key.clone())
+            .collect();
+        join_all(decided.into_iter().map(|(i, key, outcome)| {
+            let recheck = outcome == Outcome::Busy && shared.contains(&key);
+            async move {
+                if !recheck {
+                    return (i, key, outcome);
+                }
+                let outcome = match self.read(&key, msgs[i]).await {
+                    Ok(Some(item)) if item.status.is_terminal() && item.status != Status::Failed => {
+                        metrics.incr(Metric::Duplicate);
+                        info!(message_id = msgs[i].message_id, execution_id = %item.execution_id(), status = %item.status, "copy of an occurrence settled in the same batch; dropped");
+                        Outcome::Duplicate {
+                            status: item.status,
+                        }
+                    }
+                    _ => Outcome::Busy,
+                };
+                (i, key, outcome)
+            }
+        }))
+        .await
+    }
+
+    /// Steps 1 to 7 for one message, all ahead of its due instant.
+    async fn prepare(&self, msg: Incoming<'_>, metrics: &Metrics) -> Prepared {
         let (message, key) = match ExecutionMessage::parse(msg.body) {
             Ok(parsed) => parsed,
             Err(e) => {
                 metrics.incr(Metric::MalformedMessage);
                 warn!(message_id = msg.message_id, receive_count = msg.receive_count, error = %chain(&e), "malformed execution message; left to reach the DLQ");
-                return Outcome::Malformed {
+                return Prepared::Final(Outcome::Malformed {
                     reason: e.to_string(),
-                };
+                });
             }
         };
         let limit = self.settings.early_wait_limit;
         if let Some(delay) = put_back_for(message.scheduled_time, self.clock.now(), limit) {
             metrics.incr(Metric::Deferred);
             info!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, delay_s = delay.as_secs(), "early; goes back as a delayed copy");
-            return Outcome::Deferred { delay };
+            return Prepared::Final(Outcome::Deferred { delay });
         }
-        let outcome = self.execute(&key, msg, metrics).await;
+        match self.check(&key, msg, metrics).await {
+            Ok((item, mode)) => Prepared::Ready(Box::new(Ready { key, item, mode })),
+            Err(outcome) => Prepared::Decided(key, outcome),
+        }
+    }
+
+    /// What the outcome of a delivery means for the message: on its last receive nothing
+    /// is left silently QUEUED; otherwise a redelivery is counted and logged.
+    async fn settle(
+        &self,
+        key: &ScheduleKey,
+        msg: Incoming<'_>,
+        outcome: Outcome,
+        metrics: &Metrics,
+    ) -> Outcome {
         if msg.receive_count >= self.settings.max_receive_count {
-            return self.settle_last_receive(&key, msg, outcome, metrics).await;
+            return self.settle_last_receive(key, msg, outcome, metrics).await;
         }
         match &outcome {
             Outcome::Retry { reason } => {
@@ -337,64 +573,89 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         outcome
     }
 
-    async fn execute(&self, key: &ScheduleKey, msg: Incoming<'_>, metrics: &Metrics) -> Outcome {
+    /// Steps 2 to 7: the occurrence read, opened, checked, routed and claimed, or this
+    /// message's outcome.
+    async fn check(
+        &self,
+        key: &ScheduleKey,
+        msg: Incoming<'_>,
+        metrics: &Metrics,
+    ) -> Result<(ScheduleItem, TenantMode), Outcome> {
         let item = match self.read(key, msg).await {
             Ok(Some(item)) => item,
             Ok(None) => {
                 metrics.incr(Metric::OrphanMessage);
                 warn!(message_id = msg.message_id, pk = %key.pk, sk = %key.sk, "no such occurrence; message dropped");
-                return Outcome::Orphan;
+                return Err(Outcome::Orphan);
             }
-            Err(e) => return e.retry(),
+            Err(e) => return Err(e.retry()),
         };
         let item = match self.open(key, item, msg, metrics).await {
             Ok(Opened::Ready(item)) => *item,
-            Ok(Opened::Done(outcome)) => return outcome,
-            Err(e) => return e.retry(),
+            Ok(Opened::Done(outcome)) => return Err(outcome),
+            Err(e) => return Err(e.retry()),
         };
         if let Some(reason) = self.past_grace(&item) {
             let change = StatusChange::missed_in_queue(self.now(), reason);
-            return self.finish(key, &item, change, msg, metrics).await;
+            return Err(self.finish(key, &item, change, msg, metrics).await);
         }
         match self.revalidate(&item, metrics).await {
             Ok(Validation::Valid) => {}
             Ok(Validation::Invalid) => {
                 let change =
                     StatusChange::skipped(self.now(), "device is not active in the registry");
-                return self.finish(key, &item, change, msg, metrics).await;
+                return Err(self.finish(key, &item, change, msg, metrics).await);
             }
-            Err(e) => return e.retry(),
+            Err(e) => return Err(e.retry()),
         }
-        if let Err(e) = self.time_left_to_send(item.scheduled_time, msg) {
-            return e.retry();
-        }
-        // Never early: the reads and writes above ran ahead of time; hold the last moment
-        // before the step is due, then claim and send at once.
-        self.wait_until(item.scheduled_time).await;
-        let mode = match self.route(&item).await {
-            Ok(mode) => mode,
-            Err(e) => return e.retry(),
-        };
+        self.time_left_to_send(item.scheduled_time, msg)
+            .map_err(ExecuteError::retry)?;
+        let mode = self.route(&item).await.map_err(ExecuteError::retry)?;
         if mode == TenantMode::Off {
             metrics.incr(Metric::TenantOff);
             info!(execution_id = %item.execution_id(), tenant_id = %item.tenant_id, "tenant mode is off; nothing sent");
-            return self
-                .finish(
-                    key,
-                    &item,
-                    StatusChange::tenant_off(self.now()),
-                    msg,
-                    metrics,
-                )
-                .await;
+            let change = StatusChange::tenant_off(self.now());
+            return Err(self.finish(key, &item, change, msg, metrics).await);
         }
         match self.claim(key, msg, metrics).await {
-            Ok(Claim::Held) => {}
-            Ok(Claim::Lost(outcome)) => return outcome,
-            Err(e) => return e.retry(),
+            Ok(Claim::Held) => Ok((item, mode)),
+            Ok(Claim::Lost(outcome)) => Err(outcome),
+            Err(e) => Err(e.retry()),
         }
-        let delivery = self.deliver(&item, mode, msg, metrics).await;
-        self.record(key, &item, mode, delivery, msg, metrics).await
+    }
+
+    /// Steps 8 and 9 for the claimed occurrences due at one instant: one wait, one send
+    /// of them all, then each outcome recorded, concurrently.
+    async fn send_group(
+        &self,
+        group: Vec<(usize, Ready)>,
+        msgs: &[Incoming<'_>],
+        metrics: &Metrics,
+    ) -> Vec<(usize, ScheduleKey, Outcome)> {
+        // Never early: the reads, checks and claims ran ahead of time; hold until the clock
+        // reads the due instant (the latest of the group's, which are all one), then send
+        // at once.
+        if let Some(due) = group.iter().map(|(_, r)| r.item.scheduled_time).max() {
+            self.wait_until(due).await;
+        }
+        let deliveries = self.deliver(&group, msgs, metrics).await;
+        join_all(
+            group
+                .into_iter()
+                .zip(deliveries)
+                .map(|((i, ready), delivery)| {
+                    let span = info_span!("message", message_id = %msgs[i].message_id);
+                    async move {
+                        let Ready { key, item, mode } = ready;
+                        let outcome = self
+                            .record(&key, &item, mode, delivery, msgs[i], metrics)
+                            .await;
+                        (i, key, outcome)
+                    }
+                    .instrument(span)
+                }),
+        )
+        .await
     }
 
     /// Step 6: the tenant's rollout mode, read once for this occurrence.
@@ -408,18 +669,53 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
             })
     }
 
-    /// Sends `trigger` where `mode` routes it: the action trigger queue (active), or the
-    /// shadow queue when one is configured (shadow; without one nothing is sent).
+    /// Sends each trigger where its mode routes it: the active ones to the action trigger
+    /// queue together, in one batch; the shadow ones to the shadow queue when one is
+    /// configured (without one nothing is sent). One result per entry, in order.
     async fn send_routed(
         &self,
-        trigger: &TriggerMessage,
-        mode: TenantMode,
-    ) -> Result<(), QueueError> {
-        match (mode, &self.modes.shadow) {
-            (TenantMode::Shadow, Some(shadow)) => shadow.record(trigger).await,
-            (TenantMode::Shadow | TenantMode::Off, _) => Ok(()),
-            (TenantMode::Active, _) => self.sink.send(trigger).await,
-        }
+        pending: &[(usize, TriggerMessage, TenantMode)],
+    ) -> Vec<Result<(), QueueError>> {
+        let active: Vec<TriggerMessage> = pending
+            .iter()
+            .filter(|(_, _, mode)| *mode == TenantMode::Active)
+            .map(|(_, trigger, _)| trigger.clone())
+            .collect();
+        let others = pending
+            .iter()
+            .filter(|(_, _, mode)| *mode != TenantMode::Active)
+            .map(|(_, trigger, mode)| async move {
+                match (mode, &self.modes.shadow) {
+                    (TenantMode::Shadow, Some(shadow)) => shadow.record(trigger).await,
+                    _ => Ok(()),
+                }
+            });
+        let (active, others) = futures::join!(
+            async {
+                if active.is_empty() {
+                    Vec::new()
+                } else {
+                    self.sink.send_batch(&active).await
+                }
+            },
+            join_all(others)
+        );
+        let (mut active, mut others) = (active.into_iter(), others.into_iter());
+        pending
+            .iter()
+            .map(|(_, _, mode)| {
+                let next = if *mode == TenantMode::Active {
+                    active.next()
+                } else {
+                    others.next()
+                };
+                next.unwrap_or_else(|| {
+                    Err(QueueError::Invalid(
+                        "the sink answered fewer entries than it was given".to_owned(),
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// Step 2: what the occurrence's status says about this message, moving it to QUEUED
@@ -550,49 +846,81 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         Ok(Claim::Lost(outcome))
     }
 
-    /// Step 8: the trigger, attempted up to `send_retry.attempts` times within this
-    /// receive, with jitter seeded per message and receive, and no wait past the deadline.
+    /// Step 8: the triggers of a group, sent together (one `SendMessageBatch` per 10 on
+    /// SQS) and attempted up to `send_retry.attempts` times within this receive: each
+    /// retry resends only the entries that failed for a reason a retry may fix, with
+    /// jitter seeded per batch and receive, and no wait past the deadline. One delivery
+    /// per member, in order.
     async fn deliver(
         &self,
-        item: &ScheduleItem,
-        mode: TenantMode,
-        msg: Incoming<'_>,
+        group: &[(usize, Ready)],
+        msgs: &[Incoming<'_>],
         metrics: &Metrics,
-    ) -> Delivery {
-        let failures = AtomicU32::new(0);
-        let seed_key = format!("{}#{}", msg.message_id, msg.receive_count);
-        let sent = retrying(
+    ) -> Vec<Delivery> {
+        let entries: Mutex<Vec<Entry>> =
+            Mutex::new(group.iter().map(|_| Entry::default()).collect());
+        let seed_key = group
+            .first()
+            .map(|(i, _)| format!("{}#{}", msgs[*i].message_id, msgs[*i].receive_count))
+            .unwrap_or_default();
+        let stop = group
+            .iter()
+            .filter_map(|(i, _)| self.stop_at(msgs[*i]))
+            .min();
+        let entries_ref = &entries;
+        // The error only says that some entries are still to be sent; each entry's own
+        // error is kept in its entry.
+        let _ = retrying(
             self.settings.send_retry,
             &seed_key,
             &self.clock,
-            self.stop_at(msg),
-            || async {
-                let failed = failures.load(Ordering::SeqCst);
-                if failed > 0 {
-                    metrics.incr(Metric::SendRetries);
-                }
-                let attempt = item.retry_count + failed + 1;
-                let trigger = TriggerMessage::for_item(item, self.clock.now(), attempt);
-                match self.send_routed(&trigger, mode).await {
-                    Ok(()) => Ok(trigger),
-                    Err(source) => {
-                        failures.fetch_add(1, Ordering::SeqCst);
-                        let e = ExecuteError::Send {
-                            execution_id: trigger.execution_id.to_string(),
-                            attempt,
-                            source,
-                        };
-                        warn!(execution_id = %trigger.execution_id, attempt, error = %chain(&e), retryable = e.is_retryable(), "trigger send failed");
-                        Err(e)
-                    }
-                }
-            },
+            stop,
+            || self.send_attempt(group, entries_ref, metrics),
         )
         .await;
-        let failures = failures.load(Ordering::SeqCst);
-        match sent {
-            Ok(trigger) => Delivery::Sent { trigger, failures },
-            Err(error) => Delivery::NotSent { error, failures },
+        let entries = entries.into_inner().unwrap_or_else(|p| p.into_inner());
+        entries
+            .into_iter()
+            .zip(group)
+            .map(|(entry, (_, ready))| entry.into_delivery(&ready.item))
+            .collect()
+    }
+
+    /// One attempt at the entries of a group still to be sent, each trigger built anew
+    /// (its `sent_at` and attempt number); records each entry's result.
+    async fn send_attempt(
+        &self,
+        group: &[(usize, Ready)],
+        entries: &Mutex<Vec<Entry>>,
+        metrics: &Metrics,
+    ) -> Result<(), EntriesLeft> {
+        let now = self.clock.now();
+        let pending: Vec<(usize, TriggerMessage, TenantMode)> = {
+            let entries = lock(entries);
+            group
+                .iter()
+                .zip(entries.iter())
+                .enumerate()
+                .filter(|(_, (_, e))| e.result.is_none())
+                .map(|(pos, ((_, ready), e))| {
+                    if e.failures > 0 {
+                        metrics.incr(Metric::SendRetries);
+                    }
+                    let attempt = ready.item.retry_count + e.failures + 1;
+                    let trigger = TriggerMessage::for_item(&ready.item, now, attempt);
+                    (pos, trigger, ready.mode)
+                })
+                .collect()
+        };
+        let results = self.send_routed(&pending).await;
+        let mut entries = lock(entries);
+        for ((pos, trigger, _), result) in pending.into_iter().zip(results) {
+            entries[pos].answered(trigger, result);
+        }
+        if entries.iter().all(|e| e.result.is_some()) {
+            Ok(())
+        } else {
+            Err(EntriesLeft)
         }
     }
 
@@ -635,8 +963,6 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         let lateness_ms = (sent_at - item.scheduled_time.as_datetime())
             .num_milliseconds()
             .max(0) as u64;
-        info!(execution_id = %trigger.execution_id, tenant_id = %item.tenant_id, device_workflow_step_id = %item.device_workflow_step_id,
-              device_id = %item.device_id, scheduled_time = %item.scheduled_time, lateness_ms, attempt = trigger.attempt, "trigger sent");
         let mut change = StatusChange::executed(Timestamp::from_datetime(sent_at))
             .with_lateness_ms(lateness_ms)
             .with_retries(failures)
