@@ -31,6 +31,7 @@ use crate::ports::{
     Materialized, Page, ScannedDefinition, ScheduleStore, Sweep, TenantModes,
 };
 use crate::retry::{RetryPolicy, retrying};
+use crate::usage;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -146,6 +147,69 @@ pub(crate) fn item_to_av(item: &ScheduleItem) -> Item {
         m.insert("cancelled_by_version".into(), n(v));
     }
     m
+}
+
+/// Size of one attribute value as DynamoDB bills it ([`crate::usage`]).
+pub fn value_size(v: &AttributeValue) -> u64 {
+    match v {
+        AttributeValue::S(st) => usage::string_size(st),
+        AttributeValue::N(raw) => usage::number_size(raw),
+        AttributeValue::B(b) => b.as_ref().len() as u64,
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => usage::SCALAR_FLAG_SIZE,
+        AttributeValue::L(l) => usage::container_size(l.iter().map(value_size)),
+        AttributeValue::M(m) => {
+            usage::container_size(m.iter().map(|(k, v)| k.len() as u64 + value_size(v)))
+        }
+        AttributeValue::Ss(set) => set.iter().map(|x| usage::string_size(x)).sum(),
+        AttributeValue::Ns(set) => set.iter().map(|x| usage::number_size(x)).sum(),
+        AttributeValue::Bs(set) => set.iter().map(|b| b.as_ref().len() as u64).sum(),
+        _ => 0,
+    }
+}
+
+/// Size of an item as DynamoDB bills it: every attribute's name and value.
+pub fn item_size(item: &Item) -> u64 {
+    item.iter()
+        .map(|(k, v)| k.len() as u64 + value_size(v))
+        .sum()
+}
+
+/// Size of an occurrence as this adapter writes it (the twin bills its items by it).
+pub fn schedule_item_size(item: &ScheduleItem) -> u64 {
+    item_size(&item_to_av(item))
+}
+
+/// Size of an occurrence's entry in the keys-only status index, or `None` when it is not
+/// in the index.
+pub fn index_entry_size(item: &ScheduleItem) -> Option<u64> {
+    let shard = item.status_shard.as_ref()?;
+    let attr_size = |name: &str, value: &str| (name.len() + value.len()) as u64;
+    let index_key = attr_size(attr::STATUS_SHARD, shard.as_str())
+        + attr_size(attr::SCHEDULED_TIME, &item.scheduled_time.to_string());
+    let table_key = attr_size(attr::PK, &item.key.pk) + attr_size(attr::SK, &item.key.sk);
+    Some(usage::keys_only_index_entry_size(index_key, table_key))
+}
+
+/// Size of the scanner's state item (horizon and shard count) as this adapter writes it.
+pub fn scan_state_size(covered_to: Option<Timestamp>, max_status_shards: Option<u16>) -> u64 {
+    let key = scan_horizon_key();
+    let mut item = Item::from([(attr::PK.into(), s(&key.pk)), (attr::SK.into(), s(&key.sk))]);
+    if let Some(t) = covered_to {
+        item.insert(COVERED_TO_ATTR.into(), s(t.to_string()));
+    }
+    if let Some(m) = max_status_shards {
+        item.insert(MAX_STATUS_SHARDS_ATTR.into(), n(m));
+    }
+    item_size(&item)
+}
+
+/// Size of a definitions row (its JSON form with `PK` and `SK`) as this adapter writes it.
+pub fn definition_row_size(pk: &str, sk: &str, row: &Value) -> u64 {
+    let body = match row {
+        Value::Object(m) => item_size(&json_map_to_av(m)),
+        other => value_size(&json_to_av(other)),
+    };
+    body + (attr::PK.len() + pk.len() + attr::SK.len() + sk.len()) as u64
 }
 
 /// Reads attributes of one item, naming the item and the attribute in every error.
