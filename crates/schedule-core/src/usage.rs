@@ -100,10 +100,7 @@ pub fn query_read_units(sizes: impl IntoIterator<Item = u64>, consistency: Consi
 }
 
 /// Read units of a BatchGetItem that read items of `sizes`: each item rounded on its own.
-pub fn batch_get_read_units(
-    sizes: impl IntoIterator<Item = u64>,
-    consistency: Consistency,
-) -> f64 {
+pub fn batch_get_read_units(sizes: impl IntoIterator<Item = u64>, consistency: Consistency) -> f64 {
     sizes.into_iter().map(|s| read_units(s, consistency)).sum()
 }
 
@@ -345,10 +342,7 @@ mod tests {
         let small = std::iter::repeat_n(64, 1500);
         assert_eq!(query_read_units(small, Consistency::Strong), 24.0);
         // AWS: BatchGetItem of a 1.5 KB and a 6.5 KB item is 4 KB + 8 KB: 3 RCU.
-        assert_eq!(
-            batch_get_read_units([1536, 6656], Consistency::Strong),
-            3.0
-        );
+        assert_eq!(batch_get_read_units([1536, 6656], Consistency::Strong), 3.0);
         // A read that finds nothing still costs the minimum.
         assert_eq!(query_read_units([], Consistency::Eventual), 0.5);
     }
@@ -358,9 +352,21 @@ mod tests {
         let (pending, queued) = ("PENDING#03", "QUEUED#03");
         assert_eq!(index_writes(None, Some(&pending), true), 1, "added");
         assert_eq!(index_writes(Some(&pending), None, true), 1, "removed");
-        assert_eq!(index_writes(Some(&pending), Some(&queued), false), 2, "moved");
-        assert_eq!(index_writes(Some(&pending), Some(&pending), false), 0, "untouched");
-        assert_eq!(index_writes(Some(&pending), Some(&pending), true), 1, "projected");
+        assert_eq!(
+            index_writes(Some(&pending), Some(&queued), false),
+            2,
+            "moved"
+        );
+        assert_eq!(
+            index_writes(Some(&pending), Some(&pending), false),
+            0,
+            "untouched"
+        );
+        assert_eq!(
+            index_writes(Some(&pending), Some(&pending), true),
+            1,
+            "projected"
+        );
         assert_eq!(index_writes::<&str>(None, None, true), 0, "never indexed");
         assert_eq!(keys_only_index_entry_size(30, 70), 200);
     }

@@ -183,11 +183,20 @@ pub fn schedule_item_size(item: &ScheduleItem) -> u64 {
 /// in the index.
 pub fn index_entry_size(item: &ScheduleItem) -> Option<u64> {
     let shard = item.status_shard.as_ref()?;
+    Some(status_index_entry_size(
+        shard,
+        item.scheduled_time,
+        &item.key,
+    ))
+}
+
+/// Size of the status index entry of the occurrence `key` due at `time` under `shard`.
+pub fn status_index_entry_size(shard: &StatusShard, time: Timestamp, key: &ScheduleKey) -> u64 {
     let attr_size = |name: &str, value: &str| (name.len() + value.len()) as u64;
     let index_key = attr_size(attr::STATUS_SHARD, shard.as_str())
-        + attr_size(attr::SCHEDULED_TIME, &item.scheduled_time.to_string());
-    let table_key = attr_size(attr::PK, &item.key.pk) + attr_size(attr::SK, &item.key.sk);
-    Some(usage::keys_only_index_entry_size(index_key, table_key))
+        + attr_size(attr::SCHEDULED_TIME, &time.to_string());
+    let table_key = attr_size(attr::PK, &key.pk) + attr_size(attr::SK, &key.sk);
+    usage::keys_only_index_entry_size(index_key, table_key)
 }
 
 /// Size of the scanner's state item (horizon and shard count) as this adapter writes it.
@@ -1361,6 +1370,27 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor(&key)).unwrap(), key);
         let err = decode_cursor(&Cursor("PK=a\nSK=b".to_owned())).unwrap_err();
         assert!(err.to_string().contains("not a cursor"), "{err}");
+    }
+
+    #[test]
+    fn item_sizes_count_names_values_and_container_overhead() {
+        let item: Item = [
+            ("PK".to_owned(), s("TENANT#a")),
+            ("n".to_owned(), n(123)),
+            (
+                "m".to_owned(),
+                AttributeValue::M(Item::from([("b".to_owned(), AttributeValue::Bool(true))])),
+            ),
+            (
+                "l".to_owned(),
+                AttributeValue::L(vec![s("ab"), AttributeValue::Null(true)]),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        // PK: 2 + 8; n: 1 + (2 digit pairs + 1 = 3); m: 1 + 3 + (1 + 1) + 1;
+        // l: 1 + 3 + 2 + 1 + 1 + 1.
+        assert_eq!(item_size(&item), 10 + 4 + 7 + 9);
     }
 
     #[test]
