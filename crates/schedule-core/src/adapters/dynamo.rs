@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, KeysAndAttributes, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
+    AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType,
+    ReturnConsumedCapacity, ReturnValue, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Number, Value};
@@ -31,7 +31,7 @@ use crate::ports::{
     Materialized, Page, ScannedDefinition, ScheduleStore, Sweep, TenantModes,
 };
 use crate::retry::{RetryPolicy, retrying};
-use crate::usage;
+use crate::usage::{self, OpUsage, Usage};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -41,6 +41,8 @@ pub struct DynamoScheduleStore {
     client: Client,
     table: String,
     shards: u16,
+    /// Requests made and the capacity DynamoDB reported for them.
+    usage: Arc<Usage>,
 }
 
 impl DynamoScheduleStore {
@@ -49,7 +51,18 @@ impl DynamoScheduleStore {
             client,
             table: table.into(),
             shards: shards.max(1),
+            usage: Arc::new(Usage::new()),
         }
+    }
+
+    /// The same store tallying its requests into `usage`.
+    pub fn with_usage(self, usage: Arc<Usage>) -> Self {
+        Self { usage, ..self }
+    }
+
+    /// Requests made and the capacity DynamoDB reported for them.
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
     }
 
     pub fn table(&self) -> &str {
@@ -65,10 +78,92 @@ impl DynamoScheduleStore {
             .key(attr::PK, s(&key.pk))
             .key(attr::SK, s(&key.sk))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "GetItem")
             .map_err(|e| store_error("GetItem", e))?;
         Ok(out.item)
+    }
+}
+
+/// The capacity DynamoDB reports in an answer (asked for with
+/// `ReturnConsumedCapacity::Indexes`).
+trait Consumed {
+    fn consumed(&self) -> Vec<&ConsumedCapacity>;
+}
+
+macro_rules! consumed_one {
+    ($($t:ty),*) => {$(
+        impl Consumed for $t {
+            fn consumed(&self) -> Vec<&ConsumedCapacity> {
+                self.consumed_capacity().into_iter().collect()
+            }
+        }
+    )*};
+}
+
+consumed_one!(
+    aws_sdk_dynamodb::operation::get_item::GetItemOutput,
+    aws_sdk_dynamodb::operation::put_item::PutItemOutput,
+    aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+    aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput,
+    aws_sdk_dynamodb::operation::query::QueryOutput,
+    aws_sdk_dynamodb::operation::scan::ScanOutput
+);
+
+impl Consumed for aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput {
+    fn consumed(&self) -> Vec<&ConsumedCapacity> {
+        self.consumed_capacity().iter().collect()
+    }
+}
+
+/// One request's usage from the capacity the service reported (none on an error: a
+/// failed condition is billed, but the SDK error does not carry the figure).
+fn reported_usage(op: &'static str, consumed: &[&ConsumedCapacity]) -> OpUsage {
+    let write = matches!(op, "PutItem" | "UpdateItem" | "DeleteItem");
+    let mut u = OpUsage::call();
+    if write {
+        u.table_writes = 1;
+    }
+    for c in consumed {
+        let (read, written) = match c.table() {
+            Some(t) => (
+                t.read_capacity_units().unwrap_or(0.0),
+                t.write_capacity_units()
+                    .or(if write { t.capacity_units() } else { None })
+                    .unwrap_or(0.0),
+            ),
+            None if write => (0.0, c.capacity_units().unwrap_or(0.0)),
+            None => (c.capacity_units().unwrap_or(0.0), 0.0),
+        };
+        u.rru += read;
+        u.table_wru += written;
+        for ix in c
+            .global_secondary_indexes()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            u.rru += ix.read_capacity_units().unwrap_or(0.0);
+            let w = ix.write_capacity_units().unwrap_or(0.0);
+            u.index_wru += w;
+            // Keys-only entries are far below 1 KB: one unit per index write.
+            u.index_writes += w.round() as u64;
+        }
+    }
+    u
+}
+
+/// Tallies one answer into a [`Usage`], passing it on unchanged.
+trait Tally: Sized {
+    fn tally(self, usage: &Usage, op: &'static str) -> Self;
+}
+
+impl<O: Consumed, E> Tally for Result<O, E> {
+    fn tally(self, usage: &Usage, op: &'static str) -> Self {
+        let consumed = self.as_ref().map(Consumed::consumed).unwrap_or_default();
+        usage.record(op, reported_usage(op, &consumed));
+        self
     }
 }
 
@@ -378,8 +473,10 @@ impl ScheduleStore for DynamoScheduleStore {
             .table_name(&self.table)
             .set_item(Some(item_to_av(item)))
             .condition_expression("attribute_not_exists(PK)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "PutItem");
         conditional_write("PutItem", out)
     }
 
@@ -461,8 +558,10 @@ impl ScheduleStore for DynamoScheduleStore {
             .expression_attribute_names("#ttl", attr::TTL)
             .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         let old = match out {
             Ok(o) => o.attributes,
             Err(e) => {
@@ -512,8 +611,10 @@ impl ScheduleStore for DynamoScheduleStore {
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
             .expression_attribute_values(":reason", s(reason))
             .expression_attribute_values(":version", n(cancelling_version))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         conditional_write("UpdateItem", out)
     }
 
@@ -537,8 +638,10 @@ impl ScheduleStore for DynamoScheduleStore {
             .condition_expression("attribute_not_exists(#covered) OR #covered < :to")
             .expression_attribute_names("#covered", COVERED_TO_ATTR)
             .expression_attribute_values(":to", s(covered_to.to_string()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         conditional_write("UpdateItem", out)
     }
 
@@ -626,8 +729,10 @@ impl ScheduleStore for DynamoScheduleStore {
                     .collect(),
             ))
             .set_expression_attribute_values(Some(values))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         conditional_write("UpdateItem", out)
     }
 
@@ -655,8 +760,10 @@ impl ScheduleStore for DynamoScheduleStore {
             .expression_attribute_values(":until", s(until.to_string()))
             .expression_attribute_values(":now", s(now.to_string()))
             .expression_attribute_values(":status", s(status.as_str()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         conditional_write("UpdateItem", out)
     }
 
@@ -680,8 +787,10 @@ impl ScheduleStore for DynamoScheduleStore {
             .expression_attribute_values(":before", s(before.to_string()))
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "Query")
             .map_err(|e| store_error("Query", e))?;
         let mut items = Vec::new();
         for it in out.items() {
@@ -721,8 +830,10 @@ impl ScheduleStore for DynamoScheduleStore {
             .condition_expression("attribute_not_exists(#max) OR #max < :shards")
             .expression_attribute_names("#max", MAX_STATUS_SHARDS_ATTR)
             .expression_attribute_values(":shards", n(shards))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         conditional_write("UpdateItem", out)
     }
 
@@ -776,8 +887,10 @@ impl ScheduleStore for DynamoScheduleStore {
         }
         let out = request
             .set_expression_attribute_values(Some(values))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         conditional_write("UpdateItem", out)
     }
 }
@@ -811,6 +924,8 @@ pub struct DynamoDefinitionSource {
     table: String,
     /// What the waits between retries of a batched read wait on.
     clock: Arc<dyn Clock>,
+    /// Requests made and the capacity DynamoDB reported for them.
+    usage: Arc<Usage>,
 }
 
 impl std::fmt::Debug for DynamoDefinitionSource {
@@ -827,7 +942,18 @@ impl DynamoDefinitionSource {
             client,
             table: table.into(),
             clock: Arc::new(SystemClock),
+            usage: Arc::new(Usage::new()),
         }
+    }
+
+    /// The same source tallying its requests into `usage`.
+    pub fn with_usage(self, usage: Arc<Usage>) -> Self {
+        Self { usage, ..self }
+    }
+
+    /// Requests made and the capacity DynamoDB reported for them.
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
     }
 
     /// The same source waiting between retries on `clock` (a simulation's virtual clock).
@@ -902,8 +1028,10 @@ impl DynamoDefinitionSource {
             .client
             .batch_get_item()
             .request_items(&self.table, request)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "BatchGetItem")
             .map_err(|e| store_error("BatchGetItem", e))?;
         if let Some(rows) = out.responses.and_then(|mut r| r.remove(&self.table)) {
             state.found.extend(rows);
@@ -969,8 +1097,10 @@ impl DefinitionSource for DynamoDefinitionSource {
             .expression_attribute_names("#sk", attr::SK)
             .expression_attribute_values(":settings", s(SETTINGS_SK_PREFIX))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "Scan")
             .map_err(|e| store_error("Scan", e))?;
         Ok(Page {
             items: out.items().iter().map(definition_from_av).collect(),
@@ -991,8 +1121,10 @@ impl DefinitionSource for DynamoDefinitionSource {
             .key(attr::PK, s(pk))
             .key(attr::SK, s(sk))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "GetItem")
             .map_err(|e| store_error("GetItem", e))?;
         Ok(out.item.as_ref().map(definition_from_av))
     }
@@ -1016,8 +1148,10 @@ impl DefinitionSource for DynamoDefinitionSource {
             .condition_expression("attribute_not_exists(PK) OR #version < :version")
             .expression_attribute_names("#version", "version")
             .expression_attribute_values(":version", n(def.version))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "PutItem");
         if conditional_write("PutItem", out)? {
             Ok(())
         } else {
@@ -1230,8 +1364,10 @@ impl crate::ports::ScheduleBrowse for DynamoScheduleStore {
             .consistent_read(true)
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "Query")
             .map_err(|e| store_error("Query", e))?;
         let items = out
             .items()
@@ -1259,8 +1395,10 @@ impl crate::ports::DefinitionAdmin for DynamoDefinitionSource {
             .key(attr::PK, s(pk))
             .key(attr::SK, s(sk))
             .return_values(ReturnValue::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "DeleteItem")
             .map_err(|e| store_error("DeleteItem", e))?;
         Ok(out.attributes().is_some_and(|a| !a.is_empty()))
     }
@@ -1293,8 +1431,10 @@ impl TenantModes for DynamoDefinitionSource {
             .key(attr::PK, s(pk))
             .key(attr::SK, s(sk))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "GetItem")
             .map_err(|e| store_error("GetItem", e))?;
         out.item
             .as_ref()
@@ -1317,8 +1457,10 @@ impl TenantModes for DynamoDefinitionSource {
             .item("tenant_id", s(tenant.as_str()))
             .item(MODE_ATTR, s(mode.as_str()))
             .item("updated_at", s(at.to_string()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "PutItem")
             .map_err(|e| store_error("PutItem", e))?;
         Ok(())
     }
@@ -1336,8 +1478,10 @@ impl TenantModes for DynamoDefinitionSource {
                 .expression_attribute_values(":mode", s(MODE_SK))
                 .set_exclusive_start_key(start)
                 .consistent_read(true)
+                .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
                 .send()
                 .await
+                .tally(&self.usage, "Scan")
                 .map_err(|e| store_error("Scan", e))?;
             for item in page.items() {
                 out.push(mode_from_av(item)?);
