@@ -18,10 +18,11 @@ use serde_json::{Map, Number, Value};
 use super::aws_error::{conditional_write, store_error};
 use crate::adapters::clock::SystemClock;
 use crate::error::StoreError;
-use crate::limits::{DYNAMO_MAX_BATCH_GET, STATUS_INDEX_NAME, attr};
+use crate::limits::{DYNAMO_MAX_BATCH_GET, INLINE_ITEM_MAX_BYTES, STATUS_INDEX_NAME, attr};
 use crate::model::scan_state::{COVERED_TO_ATTR, MAX_STATUS_SHARDS_ATTR, scan_horizon_key};
 use crate::model::{
-    Definition, DeviceId, MODE_ATTR, MODE_SK, SETTINGS_SK_PREFIX, ScheduleItem, ScheduleKey,
+    Definition, DeviceId, MODE_ATTR, MODE_SK, OCCURRENCE_SK_PREFIX, Payload, SETTINGS_SK_PREFIX,
+    ScheduleItem, ScheduleKey,
     Status, StatusChange, StatusShard, StepId, TenantId, TenantMode, TenantSetting, Timestamp,
     Validation, WorkflowId, mode_key, shard_of,
 };
@@ -41,6 +42,7 @@ pub struct DynamoScheduleStore {
     client: Client,
     table: String,
     shards: u16,
+    written_payloads: Arc<WrittenPayloads>,
     /// Requests made and the capacity DynamoDB reported for them.
     usage: Arc<Usage>,
 }
@@ -51,6 +53,7 @@ impl DynamoScheduleStore {
             client,
             table: table.into(),
             shards: shards.max(1),
+            written_payloads: Arc::default(),
             usage: Arc::new(Usage::new()),
         }
     }
@@ -177,6 +180,86 @@ fn n(v: impl ToString) -> AttributeValue {
 
 /// On an executed occurrence of a tenant in shadow mode: the trigger body it would have sent.
 const SHADOW_TRIGGER_ATTR: &str = "shadow_trigger";
+/// The payload, on an occurrence that carries it and on a payload item.
+const PAYLOAD_ATTR: &str = "payload";
+/// On an occurrence whose payload is stored apart: the payload item's sort key.
+const PAYLOAD_REF_ATTR: &str = "payload_ref";
+
+/// How `item` is stored when it is too large to carry its payload (over
+/// [`INLINE_ITEM_MAX_BYTES`] as this adapter writes it): the key of the payload item, and
+/// the occurrence referring to it. `None`: it is stored whole.
+pub(crate) fn split_payload(item: &ScheduleItem) -> Option<(ScheduleKey, ScheduleItem)> {
+    if item.payload_ref.is_some() || schedule_item_size(item) <= INLINE_ITEM_MAX_BYTES {
+        return None;
+    }
+    let key = item
+        .key
+        .payload_of(&item.device_workflow_step_id, item.definition_version);
+    let mut occurrence = item.clone();
+    occurrence.payload = Map::new();
+    occurrence.payload_ref = Some(key.sk.clone());
+    Some((key, occurrence))
+}
+
+/// A payload item: the payload and the `ttl` of the last occurrence of its day that may
+/// refer to it (the day's end plus the retention the occurrence's own `ttl` carries). It
+/// has no `status_shard`, so it is never in the status index.
+pub(crate) fn payload_item_to_av(key: &ScheduleKey, item: &ScheduleItem) -> Item {
+    let day_end = item
+        .scheduled_time
+        .date()
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(item.scheduled_time.epoch_seconds(), |t| t.and_utc().timestamp());
+    let ttl = item.ttl + (day_end - item.scheduled_time.epoch_seconds()).max(0);
+    Item::from([
+        (attr::PK.into(), s(&key.pk)),
+        (attr::SK.into(), s(&key.sk)),
+        (
+            PAYLOAD_ATTR.into(),
+            AttributeValue::M(json_map_to_av(&item.payload)),
+        ),
+        (attr::TTL.into(), n(ttl)),
+    ])
+}
+
+/// The payload of a payload item read back.
+pub(crate) fn payload_from_av(key: &ScheduleKey, item: Option<&Item>) -> Result<Payload, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    match item.and_then(|i| i.get(PAYLOAD_ATTR)) {
+        Some(AttributeValue::M(m)) => av_map_to_json(m).map_err(|e| corrupt(format!("payload: {e}"))),
+        Some(other) => Err(corrupt(format!("payload is {other:?}, expected a map"))),
+        None if item.is_none() => Err(corrupt(
+            "the payload item an occurrence refers to is missing".to_owned(),
+        )),
+        None => Err(corrupt("the payload item has no payload".to_owned())),
+    }
+}
+
+/// Payload items this adapter has written (or found written), so each is written once
+/// per container, not once per occurrence; bounded, as a warm container lives for hours.
+#[derive(Debug, Default)]
+pub(crate) struct WrittenPayloads(Mutex<std::collections::HashSet<ScheduleKey>>);
+
+/// More payload keys than any run writes; past it the memory is simply started afresh.
+const WRITTEN_PAYLOADS_MAX: usize = 100_000;
+
+impl WrittenPayloads {
+    pub(crate) fn contains(&self, key: &ScheduleKey) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
+    }
+
+    pub(crate) fn insert(&self, key: ScheduleKey) {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() >= WRITTEN_PAYLOADS_MAX {
+            set.clear();
+        }
+        set.insert(key);
+    }
+}
 
 pub(crate) fn item_to_av(item: &ScheduleItem) -> Item {
     let mut m = Item::new();
@@ -206,10 +289,17 @@ pub(crate) fn item_to_av(item: &ScheduleItem) -> Item {
     m.insert("retry_count".into(), n(item.retry_count));
     m.insert(attr::TTL.into(), n(item.ttl));
     m.insert("definition_version".into(), n(item.definition_version));
-    m.insert(
-        "payload".into(),
-        AttributeValue::M(json_map_to_av(&item.payload)),
-    );
+    match &item.payload_ref {
+        Some(r) => {
+            m.insert(PAYLOAD_REF_ATTR.into(), s(r));
+        }
+        None => {
+            m.insert(
+                PAYLOAD_ATTR.into(),
+                AttributeValue::M(json_map_to_av(&item.payload)),
+            );
+        }
+    }
     m.insert("created_at".into(), s(item.created_at.to_string()));
     if let Some(t) = item.queued_at {
         m.insert("queued_at".into(), s(t.to_string()));
@@ -431,6 +521,7 @@ pub(crate) fn item_from_av(item: &Item) -> Result<ScheduleItem, StoreError> {
         ttl: r.n(attr::TTL)?,
         definition_version: r.n("definition_version")?,
         payload,
+        payload_ref: r.opt_s(PAYLOAD_REF_ATTR)?.map(str::to_owned),
         created_at: r.parse("created_at", Timestamp::parse)?,
         queued_at: r.opt_time("queued_at")?,
         executed_at: r.opt_time("executed_at")?,
@@ -461,12 +552,9 @@ fn parse_shard(raw: &str, status: Status) -> Option<StatusShard> {
     nn.parse::<u16>().ok().map(|n| StatusShard::new(status, n))
 }
 
-impl ScheduleStore for DynamoScheduleStore {
-    fn status_shards(&self) -> u16 {
-        self.shards
-    }
-
-    async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+impl DynamoScheduleStore {
+    /// Writes the occurrence `item` as it is unless its key exists.
+    async fn put_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
         let out = self
             .client
             .put_item()
@@ -480,10 +568,31 @@ impl ScheduleStore for DynamoScheduleStore {
         conditional_write("PutItem", out)
     }
 
-    async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+    /// Writes the payload item `key` of `item` unless this adapter wrote it before or it
+    /// exists (same step, version and day: the same payload).
+    async fn put_payload_once(&self, key: &ScheduleKey, item: &ScheduleItem) -> Result<(), StoreError> {
+        if self.written_payloads.contains(key) {
+            return Ok(());
+        }
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(payload_item_to_av(key, item)))
+            .condition_expression("attribute_not_exists(PK)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .send()
+            .await
+            .tally(&self.usage, "PutItem");
+        conditional_write("PutItem", out)?;
+        self.written_payloads.insert(key.clone());
+        Ok(())
+    }
+
+    async fn materialize_item(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
         if item.status != Status::Pending {
             // Pre-judged SKIPPED (invalid device): only ever created, as the memory twin does.
-            return Ok(if self.create_if_absent(item).await? {
+            return Ok(if self.put_if_absent(item).await? {
                 Materialized::Created
             } else {
                 Materialized::Unchanged
@@ -502,7 +611,6 @@ impl ScheduleStore for DynamoScheduleStore {
             "workflow_id = :workflow",
             "#time = :time",
             "definition_version = :version",
-            "#payload = :payload",
             "#ttl = :ttl",
             "created_at = if_not_exists(created_at, :created)",
             "retry_count = if_not_exists(retry_count, :retries)",
@@ -519,10 +627,22 @@ impl ScheduleStore for DynamoScheduleStore {
         values.insert(":workflow".into(), s(item.workflow_id.as_str()));
         values.insert(":time".into(), s(item.scheduled_time.to_string()));
         values.insert(":version".into(), n(item.definition_version));
-        values.insert(
-            ":payload".into(),
-            AttributeValue::M(json_map_to_av(&item.payload)),
-        );
+        // The payload on the item, or the reference to where it is stored: never both.
+        match &item.payload_ref {
+            Some(r) => {
+                set.push("payload_ref = :payload_ref");
+                remove.push("#payload");
+                values.insert(":payload_ref".into(), s(r));
+            }
+            None => {
+                set.push("#payload = :payload");
+                remove.push("payload_ref");
+                values.insert(
+                    ":payload".into(),
+                    AttributeValue::M(json_map_to_av(&item.payload)),
+                );
+            }
+        }
         values.insert(":ttl".into(), n(item.ttl));
         values.insert(":created".into(), s(item.created_at.to_string()));
         values.insert(":retries".into(), n(item.retry_count));
@@ -586,6 +706,54 @@ impl ScheduleStore for DynamoScheduleStore {
                 ),
             }),
         }
+    }
+
+}
+
+impl ScheduleStore for DynamoScheduleStore {
+    fn status_shards(&self) -> u16 {
+        self.shards
+    }
+
+    async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+        let Some((payload_key, occurrence)) = split_payload(item) else {
+            return self.put_if_absent(item).await;
+        };
+        // One small read instead of a large payload write when the occurrence exists.
+        if self.get_attributes(&item.key).await?.is_some() {
+            return Ok(false);
+        }
+        self.put_payload_once(&payload_key, item).await?;
+        self.put_if_absent(&occurrence).await
+    }
+
+    async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        let Some((payload_key, occurrence)) = split_payload(item) else {
+            return self.materialize_item(item).await;
+        };
+        // The payload is written before the occurrence that refers to it, so a reader of
+        // the occurrence always finds it; and not at all when the occurrence is left alone,
+        // which one small read tells (it would be a failed write billed on the payload).
+        if let Some(stored) = self.get(&item.key).await?
+            && stored.left_alone_by(item)
+        {
+            return Ok(Materialized::Unchanged);
+        }
+        self.put_payload_once(&payload_key, item).await?;
+        self.materialize_item(&occurrence).await
+    }
+
+    async fn payload(&self, item: &ScheduleItem) -> Result<Payload, StoreError> {
+        let Some(sk) = &item.payload_ref else {
+            return Ok(item.payload.clone());
+        };
+        let key = ScheduleKey {
+            pk: item.key.pk.clone(),
+            sk: sk.clone(),
+        };
+        // Strongly consistent: the payload was written before the occurrence.
+        let found = self.get_attributes(&key).await?;
+        payload_from_av(&key, found.as_ref())
     }
 
     async fn cancel(
@@ -1358,9 +1526,12 @@ impl crate::ports::ScheduleBrowse for DynamoScheduleStore {
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
+            // Occurrences only: the payload items beside them sort under `PAYLOAD#`.
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :occurrence)")
             .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
             .expression_attribute_values(":pk", s(ScheduleKey::partition(tenant, date)))
+            .expression_attribute_values(":occurrence", s(OCCURRENCE_SK_PREFIX))
             .consistent_read(true)
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)

@@ -14,7 +14,7 @@ use crate::adapters::dynamo;
 use crate::error::{QueueError, StoreError};
 use crate::limits::{SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES, SQS_MAX_RECEIVE};
 use crate::model::{
-    Definition, MODE_ATTR, MODE_SK, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard,
+    Definition, MODE_ATTR, MODE_SK, Payload, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard,
     StepId, TenantId, TenantMode, TenantSetting, Timestamp, TriggerMessage, mode_key,
 };
 use crate::ports::{
@@ -40,6 +40,9 @@ struct Table {
     scan_horizon: Option<Timestamp>,
     /// The same item's `max_status_shards`.
     max_status_shards: Option<u16>,
+    /// Payload items (`PAYLOAD#` keys beside the occurrences): the payload and its billed
+    /// size.
+    payloads: BTreeMap<ScheduleKey, (Payload, u64)>,
     /// Index changes not yet visible, when the index lags the table.
     lag: Option<LaggingIndex>,
 }
@@ -163,6 +166,7 @@ fn take_definition_fields(stored: &mut ScheduleItem, from: &ScheduleItem, shards
     stored.workflow_id = from.workflow_id.clone();
     stored.definition_version = from.definition_version;
     stored.payload = from.payload.clone();
+    stored.payload_ref = from.payload_ref.clone();
     stored.misfire_grace = from.misfire_grace;
     stored.ttl = from.ttl;
     stored.validation_result = from
@@ -179,6 +183,7 @@ pub struct InMemoryScheduleStore {
     table: Mutex<Table>,
     /// What its requests would consume on DynamoDB, from its own items' sizes.
     usage: Arc<Usage>,
+    written_payloads: dynamo::WrittenPayloads,
 }
 
 /// Billed size of an occurrence: as the DynamoDB adapter writes it.
@@ -214,6 +219,7 @@ impl InMemoryScheduleStore {
             shards: AtomicU16::new(shards.max(1)),
             table: Mutex::new(Table::default()),
             usage: Arc::new(Usage::new()),
+            written_payloads: dynamo::WrittenPayloads::default(),
         }
     }
 
@@ -267,18 +273,43 @@ impl InMemoryScheduleStore {
         self
     }
 
-    /// Every item, in key order (for reports and tests).
+    /// Every occurrence, in key order (for reports and tests).
     pub fn items(&self) -> Vec<ScheduleItem> {
         lock(&self.table).items.values().cloned().collect()
     }
-}
 
-impl ScheduleStore for InMemoryScheduleStore {
-    fn status_shards(&self) -> u16 {
-        self.shards.load(Ordering::SeqCst)
+    /// The payload items stored beside the occurrences, with their billed sizes.
+    pub fn payload_items(&self) -> Vec<(ScheduleKey, u64)> {
+        lock(&self.table)
+            .payloads
+            .iter()
+            .map(|(k, (_, size))| (k.clone(), *size))
+            .collect()
     }
 
-    async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+    /// Writes the payload item `key` of `item` unless this store wrote it before or it
+    /// exists, as the DynamoDB adapter does.
+    fn put_payload_once(&self, key: &ScheduleKey, item: &ScheduleItem) {
+        if self.written_payloads.contains(key) {
+            return;
+        }
+        let size = dynamo::item_size(&dynamo::payload_item_to_av(key, item));
+        let mut t = lock(&self.table);
+        let before = t.payloads.get(key).map(|(_, s)| *s);
+        self.record(
+            "PutItem",
+            OpUsage::write(usage::update_write_units(before, size), 0),
+        );
+        t.payloads
+            .entry(key.clone())
+            .or_insert_with(|| (item.payload.clone(), size));
+        drop(t);
+        self.written_payloads.insert(key.clone());
+    }
+}
+
+impl InMemoryScheduleStore {
+    async fn create_item(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
         let mut t = lock(&self.table);
         if let Some(stored) = t.items.get(&item.key) {
             self.record("PutItem", write_usage(Some(stored), item, false));
@@ -292,10 +323,10 @@ impl ScheduleStore for InMemoryScheduleStore {
         Ok(true)
     }
 
-    async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+    async fn materialize_item(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
         if item.status != Status::Pending {
             // As the DynamoDB adapter does: a pre-judged occurrence is only ever created.
-            return Ok(if self.create_if_absent(item).await? {
+            return Ok(if self.create_item(item).await? {
                 Materialized::Created
             } else {
                 Materialized::Unchanged
@@ -336,6 +367,60 @@ impl ScheduleStore for InMemoryScheduleStore {
             }
         }
         Ok(outcome)
+    }
+}
+
+impl ScheduleStore for InMemoryScheduleStore {
+    fn status_shards(&self) -> u16 {
+        self.shards.load(Ordering::SeqCst)
+    }
+
+    async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+        let Some((payload_key, occurrence)) = dynamo::split_payload(item) else {
+            return self.create_item(item).await;
+        };
+        // As the DynamoDB adapter: one small read instead of a large payload write.
+        if self.get(&item.key).await?.is_some() {
+            return Ok(false);
+        }
+        self.put_payload_once(&payload_key, item);
+        self.create_item(&occurrence).await
+    }
+
+    async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        let Some((payload_key, occurrence)) = dynamo::split_payload(item) else {
+            return self.materialize_item(item).await;
+        };
+        // As the DynamoDB adapter: the payload first, and none when the occurrence is left
+        // alone, which one small read tells.
+        if let Some(stored) = self.get(&item.key).await?
+            && stored.left_alone_by(item)
+        {
+            return Ok(Materialized::Unchanged);
+        }
+        self.put_payload_once(&payload_key, item);
+        self.materialize_item(&occurrence).await
+    }
+
+    async fn payload(&self, item: &ScheduleItem) -> Result<Payload, StoreError> {
+        let Some(sk) = &item.payload_ref else {
+            return Ok(item.payload.clone());
+        };
+        let key = ScheduleKey {
+            pk: item.key.pk.clone(),
+            sk: sk.clone(),
+        };
+        let t = lock(&self.table);
+        let found = t.payloads.get(&key);
+        let size = found.map_or(0, |(_, size)| *size);
+        self.record(
+            "GetItem",
+            OpUsage::read(usage::read_units(size, Consistency::Strong)),
+        );
+        found.map(|(p, _)| p.clone()).ok_or_else(|| StoreError::Corrupt {
+            key: key.to_string(),
+            reason: "the payload item an occurrence refers to is missing".to_owned(),
+        })
     }
 
     async fn cancel(

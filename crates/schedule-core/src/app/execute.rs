@@ -368,6 +368,14 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         if let Err(e) = self.time_left_to_send(item.scheduled_time, msg) {
             return e.retry();
         }
+        // A payload stored beside the occurrence is read once, ahead of the due moment.
+        let item = match self.store.payload(&item).await {
+            Ok(payload) => ScheduleItem { payload, ..item },
+            Err(source) => {
+                let key = key.to_string();
+                return ExecuteError::Read { key, source }.retry();
+            }
+        };
         // Never early: the reads and writes above ran ahead of time; hold the last moment
         // before the step is due, then claim and send at once.
         self.wait_until(item.scheduled_time).await;
