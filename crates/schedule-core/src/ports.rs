@@ -13,9 +13,9 @@ use crate::error::{QueueError, StoreError, ValidationError};
 use crate::limits::MAX_STATUS_SHARDS;
 use crate::model::scan_state::MAX_STATUS_SHARDS_ATTR;
 use crate::model::{
-    Definition, DefinitionError, DeviceId, Payload, ScheduleItem, ScheduleKey, Status, StatusChange,
-    StatusShard, StepId, TenantId, TenantMode, TenantSetting, Timestamp, TriggerMessage,
-    Validation,
+    Definition, DefinitionError, DeviceId, Payload, ScheduleItem, ScheduleKey, Status,
+    StatusChange, StatusShard, StepId, TenantId, TenantMode, TenantSetting, Timestamp,
+    TriggerMessage, Validation,
 };
 use crate::retry::{RetryPolicy, retrying};
 

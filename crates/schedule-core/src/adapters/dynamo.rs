@@ -22,9 +22,8 @@ use crate::limits::{DYNAMO_MAX_BATCH_GET, INLINE_ITEM_MAX_BYTES, STATUS_INDEX_NA
 use crate::model::scan_state::{COVERED_TO_ATTR, MAX_STATUS_SHARDS_ATTR, scan_horizon_key};
 use crate::model::{
     Definition, DeviceId, MODE_ATTR, MODE_SK, OCCURRENCE_SK_PREFIX, Payload, SETTINGS_SK_PREFIX,
-    ScheduleItem, ScheduleKey,
-    Status, StatusChange, StatusShard, StepId, TenantId, TenantMode, TenantSetting, Timestamp,
-    Validation, WorkflowId, mode_key, shard_of,
+    ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId, TenantId, TenantMode,
+    TenantSetting, Timestamp, Validation, WorkflowId, mode_key, shard_of,
 };
 use crate::ports::Clock;
 use crate::ports::{
@@ -74,13 +73,22 @@ impl DynamoScheduleStore {
 
     /// One item's attributes, read consistently; `None` when there is no such item.
     async fn get_attributes(&self, key: &ScheduleKey) -> Result<Option<Item>, StoreError> {
+        self.get_attributes_with(key, true).await
+    }
+
+    /// One item's attributes, read `consistent`ly or not; `None` when there is none.
+    async fn get_attributes_with(
+        &self,
+        key: &ScheduleKey,
+        consistent: bool,
+    ) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .key(attr::PK, s(&key.pk))
             .key(attr::SK, s(&key.sk))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
@@ -210,7 +218,9 @@ pub(crate) fn payload_item_to_av(key: &ScheduleKey, item: &ScheduleItem) -> Item
         .date()
         .succ_opt()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map_or(item.scheduled_time.epoch_seconds(), |t| t.and_utc().timestamp());
+        .map_or(item.scheduled_time.epoch_seconds(), |t| {
+            t.and_utc().timestamp()
+        });
     let ttl = item.ttl + (day_end - item.scheduled_time.epoch_seconds()).max(0);
     Item::from([
         (attr::PK.into(), s(&key.pk)),
@@ -224,13 +234,18 @@ pub(crate) fn payload_item_to_av(key: &ScheduleKey, item: &ScheduleItem) -> Item
 }
 
 /// The payload of a payload item read back.
-pub(crate) fn payload_from_av(key: &ScheduleKey, item: Option<&Item>) -> Result<Payload, StoreError> {
+pub(crate) fn payload_from_av(
+    key: &ScheduleKey,
+    item: Option<&Item>,
+) -> Result<Payload, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         key: key.to_string(),
         reason,
     };
     match item.and_then(|i| i.get(PAYLOAD_ATTR)) {
-        Some(AttributeValue::M(m)) => av_map_to_json(m).map_err(|e| corrupt(format!("payload: {e}"))),
+        Some(AttributeValue::M(m)) => {
+            av_map_to_json(m).map_err(|e| corrupt(format!("payload: {e}")))
+        }
         Some(other) => Err(corrupt(format!("payload is {other:?}, expected a map"))),
         None if item.is_none() => Err(corrupt(
             "the payload item an occurrence refers to is missing".to_owned(),
@@ -249,7 +264,10 @@ const WRITTEN_PAYLOADS_MAX: usize = 100_000;
 
 impl WrittenPayloads {
     pub(crate) fn contains(&self, key: &ScheduleKey) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
     }
 
     pub(crate) fn insert(&self, key: ScheduleKey) {
@@ -570,7 +588,11 @@ impl DynamoScheduleStore {
 
     /// Writes the payload item `key` of `item` unless this adapter wrote it before or it
     /// exists (same step, version and day: the same payload).
-    async fn put_payload_once(&self, key: &ScheduleKey, item: &ScheduleItem) -> Result<(), StoreError> {
+    async fn put_payload_once(
+        &self,
+        key: &ScheduleKey,
+        item: &ScheduleItem,
+    ) -> Result<(), StoreError> {
         if self.written_payloads.contains(key) {
             return Ok(());
         }
@@ -707,7 +729,6 @@ impl DynamoScheduleStore {
             }),
         }
     }
-
 }
 
 impl ScheduleStore for DynamoScheduleStore {
@@ -719,8 +740,9 @@ impl ScheduleStore for DynamoScheduleStore {
         let Some((payload_key, occurrence)) = split_payload(item) else {
             return self.put_if_absent(item).await;
         };
-        // One small read instead of a large payload write when the occurrence exists.
-        if self.get_attributes(&item.key).await?.is_some() {
+        // One small read instead of a large payload write when the occurrence exists (an
+        // eventually consistent one will do: a stale "absent" only costs the writes).
+        if self.get_attributes_with(&item.key, false).await?.is_some() {
             return Ok(false);
         }
         self.put_payload_once(&payload_key, item).await?;
@@ -728,17 +750,22 @@ impl ScheduleStore for DynamoScheduleStore {
     }
 
     async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        // A replay (the second scan pass over a window) finds most occurrences there
+        // already: one small read (half a unit) tells, where the conditional write would
+        // fail and still be billed a unit, or as many as the payload's kilobytes. An
+        // eventually consistent read is enough: `left_alone_by` only ever becomes true, so
+        // a stale image that shows it is still right, and one that does not just leads to
+        // the conditional write.
+        if let Some(stored) = self.get_attributes_with(&item.key, false).await?
+            && item_from_av(&stored)?.left_alone_by(item)
+        {
+            return Ok(Materialized::Unchanged);
+        }
         let Some((payload_key, occurrence)) = split_payload(item) else {
             return self.materialize_item(item).await;
         };
         // The payload is written before the occurrence that refers to it, so a reader of
-        // the occurrence always finds it; and not at all when the occurrence is left alone,
-        // which one small read tells (it would be a failed write billed on the payload).
-        if let Some(stored) = self.get(&item.key).await?
-            && stored.left_alone_by(item)
-        {
-            return Ok(Materialized::Unchanged);
-        }
+        // the occurrence always finds it.
         self.put_payload_once(&payload_key, item).await?;
         self.materialize_item(&occurrence).await
     }

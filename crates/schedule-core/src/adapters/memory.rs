@@ -14,8 +14,8 @@ use crate::adapters::dynamo;
 use crate::error::{QueueError, StoreError};
 use crate::limits::{SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES, SQS_MAX_RECEIVE};
 use crate::model::{
-    Definition, MODE_ATTR, MODE_SK, Payload, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard,
-    StepId, TenantId, TenantMode, TenantSetting, Timestamp, TriggerMessage, mode_key,
+    Definition, MODE_ATTR, MODE_SK, Payload, ScheduleItem, ScheduleKey, Status, StatusChange,
+    StatusShard, StepId, TenantId, TenantMode, TenantSetting, Timestamp, TriggerMessage, mode_key,
 };
 use crate::ports::{
     ActionSink, Clock, Cursor, DefinitionKey, DefinitionSource, DispatchQueue, DueEntry,
@@ -278,6 +278,17 @@ impl InMemoryScheduleStore {
         lock(&self.table).items.values().cloned().collect()
     }
 
+    /// An eventually consistent GetItem (the twin is never stale; it bills like one).
+    fn peek(&self, key: &ScheduleKey) -> Option<ScheduleItem> {
+        let found = lock(&self.table).items.get(key).cloned();
+        let size = found.as_ref().map_or(0, size_of);
+        self.record(
+            "GetItem",
+            OpUsage::read(usage::read_units(size, Consistency::Eventual)),
+        );
+        found
+    }
+
     /// The payload items stored beside the occurrences, with their billed sizes.
     pub fn payload_items(&self) -> Vec<(ScheduleKey, u64)> {
         lock(&self.table)
@@ -380,7 +391,7 @@ impl ScheduleStore for InMemoryScheduleStore {
             return self.create_item(item).await;
         };
         // As the DynamoDB adapter: one small read instead of a large payload write.
-        if self.get(&item.key).await?.is_some() {
+        if self.peek(&item.key).is_some() {
             return Ok(false);
         }
         self.put_payload_once(&payload_key, item);
@@ -388,16 +399,17 @@ impl ScheduleStore for InMemoryScheduleStore {
     }
 
     async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
-        let Some((payload_key, occurrence)) = dynamo::split_payload(item) else {
-            return self.materialize_item(item).await;
-        };
-        // As the DynamoDB adapter: the payload first, and none when the occurrence is left
-        // alone, which one small read tells.
-        if let Some(stored) = self.get(&item.key).await?
-            && stored.left_alone_by(item)
+        // As the DynamoDB adapter: one small read first, no write when the occurrence is
+        // left alone, and the payload before the occurrence that refers to it.
+        if self
+            .peek(&item.key)
+            .is_some_and(|stored| stored.left_alone_by(item))
         {
             return Ok(Materialized::Unchanged);
         }
+        let Some((payload_key, occurrence)) = dynamo::split_payload(item) else {
+            return self.materialize_item(item).await;
+        };
         self.put_payload_once(&payload_key, item);
         self.materialize_item(&occurrence).await
     }
@@ -417,10 +429,12 @@ impl ScheduleStore for InMemoryScheduleStore {
             "GetItem",
             OpUsage::read(usage::read_units(size, Consistency::Strong)),
         );
-        found.map(|(p, _)| p.clone()).ok_or_else(|| StoreError::Corrupt {
-            key: key.to_string(),
-            reason: "the payload item an occurrence refers to is missing".to_owned(),
-        })
+        found
+            .map(|(p, _)| p.clone())
+            .ok_or_else(|| StoreError::Corrupt {
+                key: key.to_string(),
+                reason: "the payload item an occurrence refers to is missing".to_owned(),
+            })
     }
 
     async fn cancel(
@@ -1466,6 +1480,62 @@ mod tests {
         assert_eq!(u.total.table_wru, 5.0);
         assert_eq!(u.total.index_writes, 3);
         assert_eq!(u.total.calls, 6);
+    }
+
+    #[tokio::test]
+    async fn a_status_change_costs_one_unit_whatever_the_payload() {
+        let now = Timestamp::parse("2026-11-26T00:00:00Z").unwrap();
+        let mut wrus = Vec::new();
+        for bytes in [200, 4 * 1024, 64 * 1024] {
+            let store = InMemoryScheduleStore::new(4);
+            let mut first = item_at("2026-11-26T01:00:00Z", now);
+            first.payload.insert(
+                "blob".to_owned(),
+                serde_json::Value::String("x".repeat(bytes)),
+            );
+            let mut second = first.clone();
+            second.scheduled_time = Timestamp::parse("2026-11-26T02:00:00Z").unwrap();
+            second.key = ScheduleKey::new(
+                &second.tenant_id,
+                second.scheduled_time,
+                &second.device_workflow_step_id,
+            );
+            assert_eq!(
+                store.materialize(&first).await.unwrap(),
+                Materialized::Created
+            );
+            assert_eq!(
+                store.materialize(&second).await.unwrap(),
+                Materialized::Created
+            );
+            let payload_items = store.payload_items();
+            if bytes > 1024 {
+                assert_eq!(
+                    payload_items.len(),
+                    1,
+                    "one payload item for both occurrences"
+                );
+                assert!(payload_items[0].1 > bytes as u64);
+            } else {
+                assert!(payload_items.is_empty(), "a small payload stays inline");
+            }
+            let before = store.usage().snapshot();
+            let queued = StatusChange::transition(Status::Pending, Status::Queued, now).unwrap();
+            assert!(store.change_status(&first.key, &queued).await.unwrap());
+            let after = store.usage().snapshot();
+            wrus.push(after.total.table_wru - before.total.table_wru);
+            // A replay of the scan: one small read, no write at all.
+            let replay = store.usage().snapshot();
+            assert_eq!(
+                store.materialize(&first).await.unwrap(),
+                Materialized::Unchanged
+            );
+            let replayed = store.usage().snapshot();
+            assert_eq!(replayed.total.table_wru, replay.total.table_wru, "{bytes}");
+            let stored = store.get(&first.key).await.unwrap().unwrap();
+            assert_eq!(store.payload(&stored).await.unwrap(), first.payload);
+        }
+        assert_eq!(wrus, vec![1.0, 1.0, 1.0]);
     }
 
     #[tokio::test]
