@@ -42,6 +42,9 @@ pub struct DynamoScheduleStore {
     table: String,
     shards: u16,
     written_payloads: Arc<WrittenPayloads>,
+    /// A shard count known to be recorded already (0: none known), so the scheduler's
+    /// call on every run writes only when the count grows.
+    known_shards: Arc<std::sync::atomic::AtomicU16>,
     /// Requests made and the capacity DynamoDB reported for them.
     usage: Arc<Usage>,
 }
@@ -53,6 +56,7 @@ impl DynamoScheduleStore {
             table: table.into(),
             shards: shards.max(1),
             written_payloads: Arc::default(),
+            known_shards: Arc::default(),
             usage: Arc::new(Usage::new()),
         }
     }
@@ -1013,6 +1017,12 @@ impl ScheduleStore for DynamoScheduleStore {
     }
 
     async fn record_status_shards(&self, shards: u16) -> Result<bool, StoreError> {
+        use std::sync::atomic::Ordering;
+        // The count only grows: once this adapter knows one as large is recorded, the
+        // conditional write would fail (and be billed) every time.
+        if self.known_shards.load(Ordering::Relaxed) >= shards {
+            return Ok(false);
+        }
         let key = scan_horizon_key();
         // On the scanner's state item, beside the horizon; SET leaves `covered_to` alone.
         let out = self
@@ -1029,7 +1039,10 @@ impl ScheduleStore for DynamoScheduleStore {
             .send()
             .await
             .tally(&self.usage, "UpdateItem");
-        conditional_write("UpdateItem", out)
+        let recorded = conditional_write("UpdateItem", out)?;
+        // Written, or an equal or larger count was there: either way it is recorded.
+        self.known_shards.fetch_max(shards, Ordering::Relaxed);
+        Ok(recorded)
     }
 
     async fn sweep_queued(

@@ -184,6 +184,8 @@ pub struct InMemoryScheduleStore {
     /// What its requests would consume on DynamoDB, from its own items' sizes.
     usage: Arc<Usage>,
     written_payloads: dynamo::WrittenPayloads,
+    /// A shard count known to be recorded (0: none), as the DynamoDB adapter keeps.
+    known_shards: AtomicU16,
 }
 
 /// Billed size of an occurrence: as the DynamoDB adapter writes it.
@@ -220,6 +222,7 @@ impl InMemoryScheduleStore {
             table: Mutex::new(Table::default()),
             usage: Arc::new(Usage::new()),
             written_payloads: dynamo::WrittenPayloads::default(),
+            known_shards: AtomicU16::new(0),
         }
     }
 
@@ -609,14 +612,20 @@ impl ScheduleStore for InMemoryScheduleStore {
     }
 
     async fn record_status_shards(&self, shards: u16) -> Result<bool, StoreError> {
+        // As the DynamoDB adapter: no write once a count as large is known recorded.
+        if self.known_shards.load(Ordering::Relaxed) >= shards {
+            return Ok(false);
+        }
         let mut t = lock(&self.table);
-        Ok(self.update_state(&mut t, |t| {
+        let recorded = self.update_state(&mut t, |t| {
             if t.max_status_shards.is_some_and(|m| m >= shards) {
                 return false;
             }
             t.max_status_shards = Some(shards);
             true
-        }))
+        });
+        self.known_shards.fetch_max(shards, Ordering::Relaxed);
+        Ok(recorded)
     }
 
     async fn sweep_queued(
