@@ -142,13 +142,19 @@ fn reported_usage(op: &'static str, consumed: &[&ConsumedCapacity]) -> OpUsage {
         u.table_writes = 1;
     }
     for c in consumed {
+        // `CapacityUnits` alone (no read/write split) is of the request's kind.
+        let split = |cap: &aws_sdk_dynamodb::types::Capacity| {
+            let total = cap.capacity_units();
+            let read = cap
+                .read_capacity_units()
+                .or(if write { None } else { total });
+            let written = cap
+                .write_capacity_units()
+                .or(if write { total } else { None });
+            (read.unwrap_or(0.0), written.unwrap_or(0.0))
+        };
         let (read, written) = match c.table() {
-            Some(t) => (
-                t.read_capacity_units().unwrap_or(0.0),
-                t.write_capacity_units()
-                    .or(if write { t.capacity_units() } else { None })
-                    .unwrap_or(0.0),
-            ),
+            Some(t) => split(t),
             None if write => (0.0, c.capacity_units().unwrap_or(0.0)),
             None => (c.capacity_units().unwrap_or(0.0), 0.0),
         };
@@ -159,8 +165,8 @@ fn reported_usage(op: &'static str, consumed: &[&ConsumedCapacity]) -> OpUsage {
             .into_iter()
             .flat_map(|m| m.values())
         {
-            u.rru += ix.read_capacity_units().unwrap_or(0.0);
-            let w = ix.write_capacity_units().unwrap_or(0.0);
+            let (r, w) = split(ix);
+            u.rru += r;
             u.index_wru += w;
             // Keys-only entries are far below 1 KB: one unit per index write.
             u.index_writes += w.round() as u64;
