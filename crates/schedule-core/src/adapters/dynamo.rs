@@ -35,6 +35,10 @@ use crate::usage::{self, OpUsage, Usage};
 
 type Item = HashMap<String, AttributeValue>;
 
+/// A boxed store call.
+type BoxedStoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
 /// The schedule table in DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoScheduleStore {
@@ -73,11 +77,6 @@ impl DynamoScheduleStore {
 
     pub fn table(&self) -> &str {
         &self.table
-    }
-
-    /// One item's attributes, read consistently; `None` when there is no such item.
-    async fn get_attributes(&self, key: &ScheduleKey) -> Result<Option<Item>, StoreError> {
-        self.get_attributes_with(key, true).await
     }
 
     /// One item's attributes, read `consistent`ly or not; `None` when there is none.
@@ -581,6 +580,40 @@ fn parse_shard(raw: &str, status: Status) -> Option<StatusShard> {
 }
 
 impl DynamoScheduleStore {
+    async fn create_split(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+        let Some((payload_key, occurrence)) = split_payload(item) else {
+            return self.put_if_absent(item).await;
+        };
+        // One small read instead of a large payload write when the occurrence exists (an
+        // eventually consistent one will do: a stale "absent" only costs the writes).
+        if self.get_attributes_with(&item.key, false).await?.is_some() {
+            return Ok(false);
+        }
+        self.put_payload_once(&payload_key, item).await?;
+        self.put_if_absent(&occurrence).await
+    }
+
+    async fn materialize_split(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        // A replay (the second scan pass over a window) finds most occurrences there
+        // already: one small read (half a unit) tells, where the conditional write would
+        // fail and still be billed a unit, or as many as the payload's kilobytes. An
+        // eventually consistent read is enough: `left_alone_by` only ever becomes true, so
+        // a stale image that shows it is still right, and one that does not just leads to
+        // the conditional write.
+        if let Some(stored) = self.get_attributes_with(&item.key, false).await?
+            && item_from_av(&stored)?.left_alone_by(item)
+        {
+            return Ok(Materialized::Unchanged);
+        }
+        let Some((payload_key, occurrence)) = split_payload(item) else {
+            return self.materialize_item(item).await;
+        };
+        // The payload is written before the occurrence that refers to it, so a reader of
+        // the occurrence always finds it.
+        self.put_payload_once(&payload_key, item).await?;
+        self.materialize_item(&occurrence).await
+    }
+
     /// Writes the occurrence `item` as it is unless its key exists.
     async fn put_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
         let out = self
@@ -747,37 +780,15 @@ impl ScheduleStore for DynamoScheduleStore {
     }
 
     async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
-        let Some((payload_key, occurrence)) = split_payload(item) else {
-            return self.put_if_absent(item).await;
-        };
-        // One small read instead of a large payload write when the occurrence exists (an
-        // eventually consistent one will do: a stale "absent" only costs the writes).
-        if self.get_attributes_with(&item.key, false).await?.is_some() {
-            return Ok(false);
-        }
-        self.put_payload_once(&payload_key, item).await?;
-        self.put_if_absent(&occurrence).await
+        // Boxed: callers nest this future deep, and a box keeps their types shallow enough
+        // for the compiler's layout queries.
+        let boxed: BoxedStoreFuture<'_, bool> = Box::pin(self.create_split(item));
+        boxed.await
     }
 
     async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
-        // A replay (the second scan pass over a window) finds most occurrences there
-        // already: one small read (half a unit) tells, where the conditional write would
-        // fail and still be billed a unit, or as many as the payload's kilobytes. An
-        // eventually consistent read is enough: `left_alone_by` only ever becomes true, so
-        // a stale image that shows it is still right, and one that does not just leads to
-        // the conditional write.
-        if let Some(stored) = self.get_attributes_with(&item.key, false).await?
-            && item_from_av(&stored)?.left_alone_by(item)
-        {
-            return Ok(Materialized::Unchanged);
-        }
-        let Some((payload_key, occurrence)) = split_payload(item) else {
-            return self.materialize_item(item).await;
-        };
-        // The payload is written before the occurrence that refers to it, so a reader of
-        // the occurrence always finds it.
-        self.put_payload_once(&payload_key, item).await?;
-        self.materialize_item(&occurrence).await
+        let boxed: BoxedStoreFuture<'_, Materialized> = Box::pin(self.materialize_split(item));
+        boxed.await
     }
 
     async fn payload(&self, item: &ScheduleItem) -> Result<Payload, StoreError> {
@@ -789,7 +800,7 @@ impl ScheduleStore for DynamoScheduleStore {
             sk: sk.clone(),
         };
         // Strongly consistent: the payload was written before the occurrence.
-        let found = self.get_attributes(&key).await?;
+        let found = self.get_attributes_with(&key, true).await?;
         payload_from_av(&key, found.as_ref())
     }
 
@@ -824,7 +835,7 @@ impl ScheduleStore for DynamoScheduleStore {
     }
 
     async fn scan_horizon(&self) -> Result<Option<Timestamp>, StoreError> {
-        let Some(item) = self.get_attributes(&scan_horizon_key()).await? else {
+        let Some(item) = self.get_attributes_with(&scan_horizon_key(), true).await? else {
             return Ok(None);
         };
         Reader::new(&item).opt_time(COVERED_TO_ATTR)
@@ -851,7 +862,7 @@ impl ScheduleStore for DynamoScheduleStore {
     }
 
     async fn get(&self, key: &ScheduleKey) -> Result<Option<ScheduleItem>, StoreError> {
-        self.get_attributes(key)
+        self.get_attributes_with(key, true)
             .await?
             .as_ref()
             .map(item_from_av)
@@ -1016,7 +1027,7 @@ impl ScheduleStore for DynamoScheduleStore {
     // ---- Status shards ever used, and the sweep of stuck QUEUED occurrences. ----
 
     async fn max_status_shards(&self) -> Result<Option<u16>, StoreError> {
-        let Some(item) = self.get_attributes(&scan_horizon_key()).await? else {
+        let Some(item) = self.get_attributes_with(&scan_horizon_key(), true).await? else {
             return Ok(None);
         };
         Reader::new(&item).opt_n(MAX_STATUS_SHARDS_ATTR)
