@@ -1548,6 +1548,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_shard_count_is_written_only_when_it_grows() {
+        let store = InMemoryScheduleStore::new(16);
+        assert!(store.record_status_shards(16).await.unwrap());
+        // Every scheduler run records it again: no request once it is known recorded.
+        for _ in 0..5 {
+            assert!(!store.record_status_shards(16).await.unwrap());
+            assert!(!store.record_status_shards(8).await.unwrap());
+        }
+        assert!(store.record_status_shards(32).await.unwrap());
+        assert_eq!(store.max_status_shards().await.unwrap(), Some(32));
+        let u = store.usage().snapshot();
+        assert_eq!(u.operations["UpdateItem"].calls, 2);
+        assert_eq!(u.operations["UpdateItem"].table_wru, 2.0);
+    }
+
+    #[tokio::test]
     async fn queues_bill_per_started_64kb_and_tally_empty_receives_apart() {
         let clock = Arc::new(ManualClock::new("2026-11-26T00:00:00Z".parse().unwrap()));
         let q = InMemoryQueue::new("q", clock, QueueSettings::default());
