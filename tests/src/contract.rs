@@ -1277,3 +1277,112 @@ pub async fn tenant_modes_round_trip_and_stay_out_of_the_scan<B: Backend>(b: &B)
         b.name()
     );
 }
+
+/// A payload that would take an occurrence past 1 KB is stored once beside it: the
+/// occurrence stays within one write unit (so a status change costs one unit whatever
+/// the payload), the payload reads back exactly, a day's read lists occurrences only, and
+/// a newer version brings its own payload.
+pub async fn large_payloads_are_stored_once_beside_small_occurrences<B: Backend>(b: &B) {
+    use schedule_core::adapters::dynamo::schedule_item_size;
+    use schedule_core::limits::INLINE_ITEM_MAX_BYTES;
+    use schedule_core::model::TenantId;
+    use schedule_core::ports::{Materialized, ScheduleBrowse};
+    use schedule_core::usage::update_write_units;
+    let store = b.store(4).await;
+    let big = |version: u64, fill: &str| {
+        let blob = fill.repeat(64 * 1024 / fill.len());
+        json!({"blob": blob, "n": 12345.678, "deep": {"list": [1, "Đà Lạt", null, true]}, "v": version})
+    };
+    let def = |version: u64, fill: &str, at: &str| {
+        Definition::from_json(&json!({
+            "tenant_id": "acme", "device_workflow_step_id": "big", "workflow_id": "w1",
+            "device_id": "d1", "enabled": true, "version": version,
+            "schedule": {"type": "once", "at": at}, "payload": big(version, fill)
+        }))
+        .unwrap()
+    };
+    let occurrence = |version: u64, fill: &str, at: &str| {
+        let now = ts("2026-11-26T00:00:00Z");
+        ScheduleItem::pending(&def(version, fill, at), ts(at), now, RETENTION, 4)
+    };
+    let first = occurrence(1, "x", "2026-11-26T10:00:00Z");
+    let second = occurrence(1, "x", "2026-11-26T16:00:00Z");
+    assert!(schedule_item_size(&first) > 64 * 1024, "{}", b.name());
+    assert_eq!(
+        store.materialize(&first).await.unwrap(),
+        Materialized::Created
+    );
+    assert_eq!(
+        store.materialize(&second).await.unwrap(),
+        Materialized::Created
+    );
+
+    let stored = store.get(&first.key).await.unwrap().unwrap();
+    let size = schedule_item_size(&stored);
+    assert!(
+        size <= INLINE_ITEM_MAX_BYTES,
+        "{}: the occurrence is {size} bytes",
+        b.name()
+    );
+    let reference = stored.payload_ref.clone().expect("a payload reference");
+    assert!(reference.starts_with("PAYLOAD#") && stored.payload.is_empty());
+    assert_eq!(store.payload(&stored).await.unwrap(), first.payload);
+    let other = store.get(&second.key).await.unwrap().unwrap();
+    assert_eq!(
+        other.payload_ref.as_deref(),
+        Some(reference.as_str()),
+        "one payload item for the step's day and version"
+    );
+
+    // A status change is one write unit: billed on the larger image, both within 1 KB.
+    assert!(
+        store
+            .change_status(&first.key, &change(Status::Pending, Status::Queued))
+            .await
+            .unwrap()
+    );
+    let queued = store.get(&first.key).await.unwrap().unwrap();
+    assert_eq!(
+        update_write_units(Some(size), schedule_item_size(&queued)),
+        1,
+        "{}",
+        b.name()
+    );
+    assert_eq!(queued.status, Status::Queued);
+    assert_eq!(store.payload(&queued).await.unwrap(), first.payload);
+
+    // A replay leaves it alone; the day's read lists the two occurrences and nothing else.
+    assert_eq!(
+        store.materialize(&first).await.unwrap(),
+        Materialized::Unchanged
+    );
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    let page = store
+        .occurrences_page(&TenantId::parse("acme").unwrap(), day, 100, None)
+        .await
+        .unwrap();
+    let keys: Vec<_> = page.items.iter().map(|i| i.key.clone()).collect();
+    assert_eq!(
+        keys,
+        vec![first.key.clone(), second.key.clone()],
+        "{}",
+        b.name()
+    );
+
+    // A newer version with another payload: PENDING refreshed, pointing at its own item.
+    let refreshed = occurrence(2, "y", "2026-11-26T16:00:00Z");
+    assert_eq!(
+        store.materialize(&refreshed).await.unwrap(),
+        Materialized::Refreshed
+    );
+    let now_stored = store.get(&second.key).await.unwrap().unwrap();
+    assert_ne!(now_stored.payload_ref.as_deref(), Some(reference.as_str()));
+    assert_eq!(store.payload(&now_stored).await.unwrap(), refreshed.payload);
+
+    // A small payload stays on the occurrence.
+    let small = item("acme", "small", "2026-11-26T11:00:00Z", 4);
+    assert!(store.create_if_absent(&small).await.unwrap());
+    let small_stored = store.get(&small.key).await.unwrap().unwrap();
+    assert_eq!(small_stored, small);
+    assert_eq!(store.payload(&small_stored).await.unwrap(), small.payload);
+}

@@ -109,6 +109,13 @@ impl<S: ScheduleStore> ScheduleStore for LosesQueuedWrites<S> {
         self.inner.get(key).await
     }
 
+    async fn payload(
+        &self,
+        item: &ScheduleItem,
+    ) -> Result<schedule_core::model::Payload, StoreError> {
+        self.inner.payload(item).await
+    }
+
     async fn change_status(
         &self,
         key: &ScheduleKey,
@@ -313,6 +320,17 @@ impl<S: ScheduleStore> ScheduleStore for ChaosStore<S> {
     async fn get(&self, key: &ScheduleKey) -> Result<Option<ScheduleItem>, StoreError> {
         self.before("GetItem")?;
         self.inner.get(key).await
+    }
+
+    async fn payload(
+        &self,
+        item: &ScheduleItem,
+    ) -> Result<schedule_core::model::Payload, StoreError> {
+        // A payload carried on the item needs no request, so no fault can hit it.
+        if item.payload_ref.is_some() {
+            self.before("GetItem")?;
+        }
+        self.inner.payload(item).await
     }
 
     async fn change_status(

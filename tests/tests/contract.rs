@@ -52,4 +52,5 @@ contract_cases!(
     sweeps_of_stuck_queued_items_are_conditional,
     operator_reads_a_tenants_day_and_deletes_definitions,
     tenant_modes_round_trip_and_stay_out_of_the_scan,
+    large_payloads_are_stored_once_beside_small_occurrences,
 );

@@ -437,6 +437,13 @@ impl<S: ScheduleStore> ScheduleStore for RefusesStep<S> {
         self.inner.get(key).await
     }
 
+    async fn payload(
+        &self,
+        item: &ScheduleItem,
+    ) -> Result<schedule_core::model::Payload, StoreError> {
+        self.inner.payload(item).await
+    }
+
     async fn change_status(
         &self,
         key: &ScheduleKey,

@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod adapter_usage;
 mod bad_input;
 mod chaos_memory;
 mod contract;

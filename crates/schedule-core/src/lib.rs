@@ -18,6 +18,7 @@
 //! | [`config`] | every setting read once from the environment into a typed struct |
 //! | [`error`] | one error enum per layer; each knows whether it is retryable |
 //! | [`limits`] | AWS limits and product constants, defined once |
+//! | [`usage`] | request and capacity accounting per operation, and the billing rules the twin applies |
 //!
 //! The domain never imports an AWS type; adapters never decide policy.
 
@@ -34,4 +35,5 @@ pub mod model;
 pub mod ports;
 pub mod recurrence;
 pub mod retry;
+pub mod usage;
 pub mod validation_cache;

@@ -31,6 +31,10 @@ pub const DYNAMO_MAX_BATCH_GET: usize = 100;
 /// The action payload must fit, with the envelope, in one SQS message (256 KiB) and, with
 /// the bookkeeping attributes, in one DynamoDB item (400 KB). 128 KiB leaves room for both.
 pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
+/// An occurrence carries its payload while the whole item stays within one write unit
+/// (1 KB); above that the payload is stored once beside it, so that each status change
+/// costs one unit whatever the payload.
+pub const INLINE_ITEM_MAX_BYTES: u64 = 1024;
 /// Ids match `[A-Za-z0-9_.:-]{1,128}`.
 pub const MAX_ID_LEN: usize = 128;
 

@@ -13,9 +13,9 @@ use crate::error::{QueueError, StoreError, ValidationError};
 use crate::limits::MAX_STATUS_SHARDS;
 use crate::model::scan_state::MAX_STATUS_SHARDS_ATTR;
 use crate::model::{
-    Definition, DefinitionError, DeviceId, ScheduleItem, ScheduleKey, Status, StatusChange,
-    StatusShard, StepId, TenantId, TenantMode, TenantSetting, Timestamp, TriggerMessage,
-    Validation,
+    Definition, DefinitionError, DeviceId, Payload, ScheduleItem, ScheduleKey, Status,
+    StatusChange, StatusShard, StepId, TenantId, TenantMode, TenantSetting, Timestamp,
+    TriggerMessage, Validation,
 };
 use crate::retry::{RetryPolicy, retrying};
 
@@ -112,6 +112,24 @@ pub trait ScheduleStore: Send + Sync {
         &self,
         key: &ScheduleKey,
     ) -> impl Future<Output = Result<Option<ScheduleItem>, StoreError>> + Send;
+
+    /// The payload of an occurrence read with [`Self::get`]: the one it carries, or, when
+    /// it refers to a payload stored beside it (`payload_ref`), that one (one strongly
+    /// consistent read; the payload is written before any occurrence refers to it). A
+    /// store that never stores payloads apart keeps this default.
+    fn payload(
+        &self,
+        item: &ScheduleItem,
+    ) -> impl Future<Output = Result<Payload, StoreError>> + Send {
+        let result = match &item.payload_ref {
+            None => Ok(item.payload.clone()),
+            Some(r) => Err(StoreError::Corrupt {
+                key: item.key.to_string(),
+                reason: format!("payload_ref {r:?}: this store does not store payloads apart"),
+            }),
+        };
+        std::future::ready(result)
+    }
 
     /// Applies `change` only if the item exists with status `change.from`. `Ok(true)`:
     /// this caller won; `Ok(false)`: the item is missing or another writer got there first.
@@ -581,6 +599,13 @@ impl<T: ScheduleStore + ?Sized> ScheduleStore for std::sync::Arc<T> {
         key: &ScheduleKey,
     ) -> impl Future<Output = Result<Option<ScheduleItem>, StoreError>> + Send {
         (**self).get(key)
+    }
+
+    fn payload(
+        &self,
+        item: &ScheduleItem,
+    ) -> impl Future<Output = Result<Payload, StoreError>> + Send {
+        (**self).payload(item)
     }
 
     fn change_status(

@@ -64,6 +64,8 @@ pub enum Command {
     Tenants(crate::tenants::TenantsArgs),
     /// Compare the legacy flow's triggers with the new flow's occurrences of a range
     Reconcile(crate::reconcile::ReconcileArgs),
+    /// DynamoDB units, SQS requests and Lambda time per executed step, and their price
+    Cost(crate::cost::CostArgs),
 }
 
 /// Parses `args` and runs the command; prints the error and returns the exit code.
@@ -112,6 +114,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Export(args) => crate::export::run(args, aws, out).await,
         Command::Tenants(args) => crate::tenants::run(&args, aws).await,
         Command::Reconcile(args) => crate::reconcile::run(&args, aws).await,
+        Command::Cost(args) => crate::cost::run(args, out).await,
     }
 }
 

@@ -10,6 +10,7 @@
 //! status.rs       counts, depths, oldest  export.rs   JSON lines of occurrences
 //! backfill.rs     the scanner's range mode, in process
 //! dlq.rs          dlq list | redrive      demo.rs, local.rs, preview.rs: local runs
+//! cost.rs         units, requests and Lambda time per executed step, priced
 //! ```
 //!
 //! Exit codes: 0 ok, 1 a finding or a runtime failure, 2 a usage error.
@@ -17,6 +18,7 @@
 pub mod aws;
 pub mod backfill;
 pub mod cli;
+pub mod cost;
 pub mod definitions;
 pub mod demo;
 pub mod dlq;

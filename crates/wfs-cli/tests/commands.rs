@@ -487,6 +487,7 @@ fn every_commands_help_matches_its_snapshot_and_shows_an_example() {
         &["tenants", "mode"],
         &["tenants", "list"],
         &["reconcile"],
+        &["cost"],
     ];
     for path in commands {
         let mut args = path.to_vec();
@@ -686,4 +687,70 @@ async fn backfill_materializes_a_range_once() {
             .to_string()
             .contains("'from' must be before 'to'")
     );
+}
+
+#[test]
+fn cost_prints_one_priced_json_object_and_refuses_bad_flags_naming_them() {
+    let (code, stdout, stderr) = wfs(
+        &["cost", "--steps", "40", "--payload-bytes", "4096", "--json"],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim().lines().count(), 1, "one object on stdout");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    for field in [
+        "wru_per_step",
+        "rru_per_step",
+        "sqs_requests_per_step",
+        "lambda_gb_s_per_step",
+        "usd_per_million_on_demand",
+        "usd_per_million_provisioned",
+        "prices",
+        "steps",
+        "payload_bytes",
+        "table_writes_per_step",
+        "index_writes_per_step",
+        "lambda_invocations_per_step",
+        "operations",
+    ] {
+        assert!(v.get(field).is_some(), "no {field} in {v}");
+    }
+    assert_eq!(v["executed_steps"], 40);
+    assert_eq!(v["payload_bytes"], 4096);
+    assert_eq!(v["prices"]["dynamodb_on_demand_usd_per_million_wru"], 0.625);
+    // A 4 KB payload is stored apart: every update (status, lease) is one unit.
+    let updates = &v["operations"]["UpdateItem"];
+    assert_eq!(
+        updates["table_wru"].as_f64(),
+        updates["table_writes"].as_f64()
+    );
+    let per_step = |k: &str| v[k].as_f64().unwrap();
+    assert!(
+        (per_step("wru_per_step")
+            - per_step("table_wru_per_step")
+            - per_step("index_wru_per_step"))
+        .abs()
+            < 1e-9
+    );
+    assert!(per_step("usd_per_million_provisioned") < per_step("usd_per_million_on_demand"));
+
+    for (args, named) in [
+        (&["cost", "--steps", "0"][..], ["--steps", "0"]),
+        (
+            &["cost", "--payload-bytes", "5"][..],
+            ["--payload-bytes", "5"],
+        ),
+        (
+            &["cost", "--memory-mb", "planner=256"][..],
+            ["--memory-mb", "planner"],
+        ),
+        (&["cost", "--mix", "weekly"][..], ["--mix", "weekly"]),
+    ] {
+        let (code, stdout, stderr) = wfs(args, &[]);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}");
+        for n in named {
+            assert!(stderr.contains(n), "{args:?}: {stderr}");
+        }
+    }
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, KeysAndAttributes, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
+    AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType,
+    ReturnConsumedCapacity, ReturnValue, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Number, Value};
@@ -18,12 +18,12 @@ use serde_json::{Map, Number, Value};
 use super::aws_error::{conditional_write, store_error};
 use crate::adapters::clock::SystemClock;
 use crate::error::StoreError;
-use crate::limits::{DYNAMO_MAX_BATCH_GET, STATUS_INDEX_NAME, attr};
+use crate::limits::{DYNAMO_MAX_BATCH_GET, INLINE_ITEM_MAX_BYTES, STATUS_INDEX_NAME, attr};
 use crate::model::scan_state::{COVERED_TO_ATTR, MAX_STATUS_SHARDS_ATTR, scan_horizon_key};
 use crate::model::{
-    Definition, DeviceId, MODE_ATTR, MODE_SK, SETTINGS_SK_PREFIX, ScheduleItem, ScheduleKey,
-    Status, StatusChange, StatusShard, StepId, TenantId, TenantMode, TenantSetting, Timestamp,
-    Validation, WorkflowId, mode_key, shard_of,
+    Definition, DeviceId, MODE_ATTR, MODE_SK, OCCURRENCE_SK_PREFIX, Payload, SETTINGS_SK_PREFIX,
+    ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId, TenantId, TenantMode,
+    TenantSetting, Timestamp, Validation, WorkflowId, mode_key, shard_of,
 };
 use crate::ports::Clock;
 use crate::ports::{
@@ -31,8 +31,13 @@ use crate::ports::{
     Materialized, Page, ScannedDefinition, ScheduleStore, Sweep, TenantModes,
 };
 use crate::retry::{RetryPolicy, retrying};
+use crate::usage::{self, OpUsage, Usage};
 
 type Item = HashMap<String, AttributeValue>;
+
+/// A boxed store call.
+type BoxedStoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// The schedule table in DynamoDB.
 #[derive(Debug, Clone)]
@@ -40,6 +45,12 @@ pub struct DynamoScheduleStore {
     client: Client,
     table: String,
     shards: u16,
+    written_payloads: Arc<WrittenPayloads>,
+    /// A shard count known to be recorded already (0: none known), so the scheduler's
+    /// call on every run writes only when the count grows.
+    known_shards: Arc<std::sync::atomic::AtomicU16>,
+    /// Requests made and the capacity DynamoDB reported for them.
+    usage: Arc<Usage>,
 }
 
 impl DynamoScheduleStore {
@@ -48,26 +59,131 @@ impl DynamoScheduleStore {
             client,
             table: table.into(),
             shards: shards.max(1),
+            written_payloads: Arc::default(),
+            known_shards: Arc::default(),
+            usage: Arc::new(Usage::new()),
         }
+    }
+
+    /// The same store tallying its requests into `usage`.
+    pub fn with_usage(self, usage: Arc<Usage>) -> Self {
+        Self { usage, ..self }
+    }
+
+    /// Requests made and the capacity DynamoDB reported for them.
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
     }
 
     pub fn table(&self) -> &str {
         &self.table
     }
 
-    /// One item's attributes, read consistently; `None` when there is no such item.
-    async fn get_attributes(&self, key: &ScheduleKey) -> Result<Option<Item>, StoreError> {
+    /// One item's attributes, read `consistent`ly or not; `None` when there is none.
+    async fn get_attributes_with(
+        &self,
+        key: &ScheduleKey,
+        consistent: bool,
+    ) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .key(attr::PK, s(&key.pk))
             .key(attr::SK, s(&key.sk))
-            .consistent_read(true)
+            .consistent_read(consistent)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "GetItem")
             .map_err(|e| store_error("GetItem", e))?;
         Ok(out.item)
+    }
+}
+
+/// The capacity DynamoDB reports in an answer (asked for with
+/// `ReturnConsumedCapacity::Indexes`).
+trait Consumed {
+    fn consumed(&self) -> Vec<&ConsumedCapacity>;
+}
+
+macro_rules! consumed_one {
+    ($($t:ty),*) => {$(
+        impl Consumed for $t {
+            fn consumed(&self) -> Vec<&ConsumedCapacity> {
+                self.consumed_capacity().into_iter().collect()
+            }
+        }
+    )*};
+}
+
+consumed_one!(
+    aws_sdk_dynamodb::operation::get_item::GetItemOutput,
+    aws_sdk_dynamodb::operation::put_item::PutItemOutput,
+    aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+    aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput,
+    aws_sdk_dynamodb::operation::query::QueryOutput,
+    aws_sdk_dynamodb::operation::scan::ScanOutput
+);
+
+impl Consumed for aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput {
+    fn consumed(&self) -> Vec<&ConsumedCapacity> {
+        self.consumed_capacity().iter().collect()
+    }
+}
+
+/// One request's usage from the capacity the service reported (none on an error: a
+/// failed condition is billed, but the SDK error does not carry the figure).
+fn reported_usage(op: &'static str, consumed: &[&ConsumedCapacity]) -> OpUsage {
+    let write = matches!(op, "PutItem" | "UpdateItem" | "DeleteItem");
+    let mut u = OpUsage::call();
+    if write {
+        u.table_writes = 1;
+    }
+    for c in consumed {
+        // `CapacityUnits` alone (no read/write split) is of the request's kind.
+        let split = |cap: &aws_sdk_dynamodb::types::Capacity| {
+            let total = cap.capacity_units();
+            let read = cap
+                .read_capacity_units()
+                .or(if write { None } else { total });
+            let written = cap
+                .write_capacity_units()
+                .or(if write { total } else { None });
+            (read.unwrap_or(0.0), written.unwrap_or(0.0))
+        };
+        let (read, written) = match c.table() {
+            Some(t) => split(t),
+            None if write => (0.0, c.capacity_units().unwrap_or(0.0)),
+            None => (c.capacity_units().unwrap_or(0.0), 0.0),
+        };
+        u.rru += read;
+        u.table_wru += written;
+        for ix in c
+            .global_secondary_indexes()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            let (r, w) = split(ix);
+            u.rru += r;
+            u.index_wru += w;
+            // Keys-only entries are far below 1 KB: one unit per index write.
+            u.index_writes += w.round() as u64;
+        }
+    }
+    u
+}
+
+/// Tallies one answer into a [`Usage`], passing it on unchanged.
+trait Tally: Sized {
+    fn tally(self, usage: &Usage, op: &'static str) -> Self;
+}
+
+impl<O: Consumed, E> Tally for Result<O, E> {
+    fn tally(self, usage: &Usage, op: &'static str) -> Self {
+        let consumed = self.as_ref().map(Consumed::consumed).unwrap_or_default();
+        usage.record(op, reported_usage(op, &consumed));
+        self
     }
 }
 
@@ -81,6 +197,96 @@ fn n(v: impl ToString) -> AttributeValue {
 
 /// On an executed occurrence of a tenant in shadow mode: the trigger body it would have sent.
 const SHADOW_TRIGGER_ATTR: &str = "shadow_trigger";
+/// The payload, on an occurrence that carries it and on a payload item.
+const PAYLOAD_ATTR: &str = "payload";
+/// On an occurrence whose payload is stored apart: the payload item's sort key.
+const PAYLOAD_REF_ATTR: &str = "payload_ref";
+
+/// How `item` is stored when it is too large to carry its payload (over
+/// [`INLINE_ITEM_MAX_BYTES`] as this adapter writes it): the key of the payload item, and
+/// the occurrence referring to it. `None`: it is stored whole.
+pub(crate) fn split_payload(item: &ScheduleItem) -> Option<(ScheduleKey, ScheduleItem)> {
+    if item.payload_ref.is_some() || schedule_item_size(item) <= INLINE_ITEM_MAX_BYTES {
+        return None;
+    }
+    let key = item
+        .key
+        .payload_of(&item.device_workflow_step_id, item.definition_version);
+    let mut occurrence = item.clone();
+    occurrence.payload = Map::new();
+    occurrence.payload_ref = Some(key.sk.clone());
+    Some((key, occurrence))
+}
+
+/// A payload item: the payload and the `ttl` of the last occurrence of its day that may
+/// refer to it (the day's end plus the retention the occurrence's own `ttl` carries). It
+/// has no `status_shard`, so it is never in the status index.
+pub(crate) fn payload_item_to_av(key: &ScheduleKey, item: &ScheduleItem) -> Item {
+    let day_end = item
+        .scheduled_time
+        .date()
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(item.scheduled_time.epoch_seconds(), |t| {
+            t.and_utc().timestamp()
+        });
+    let ttl = item.ttl + (day_end - item.scheduled_time.epoch_seconds()).max(0);
+    Item::from([
+        (attr::PK.into(), s(&key.pk)),
+        (attr::SK.into(), s(&key.sk)),
+        (
+            PAYLOAD_ATTR.into(),
+            AttributeValue::M(json_map_to_av(&item.payload)),
+        ),
+        (attr::TTL.into(), n(ttl)),
+    ])
+}
+
+/// The payload of a payload item read back.
+pub(crate) fn payload_from_av(
+    key: &ScheduleKey,
+    item: Option<&Item>,
+) -> Result<Payload, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    match item.and_then(|i| i.get(PAYLOAD_ATTR)) {
+        Some(AttributeValue::M(m)) => {
+            av_map_to_json(m).map_err(|e| corrupt(format!("payload: {e}")))
+        }
+        Some(other) => Err(corrupt(format!("payload is {other:?}, expected a map"))),
+        None if item.is_none() => Err(corrupt(
+            "the payload item an occurrence refers to is missing".to_owned(),
+        )),
+        None => Err(corrupt("the payload item has no payload".to_owned())),
+    }
+}
+
+/// Payload items this adapter has written (or found written), so each is written once
+/// per container, not once per occurrence; bounded, as a warm container lives for hours.
+#[derive(Debug, Default)]
+pub(crate) struct WrittenPayloads(Mutex<std::collections::HashSet<ScheduleKey>>);
+
+/// More payload keys than any run writes; past it the memory is simply started afresh.
+const WRITTEN_PAYLOADS_MAX: usize = 100_000;
+
+impl WrittenPayloads {
+    pub(crate) fn contains(&self, key: &ScheduleKey) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
+    }
+
+    pub(crate) fn insert(&self, key: ScheduleKey) {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() >= WRITTEN_PAYLOADS_MAX {
+            set.clear();
+        }
+        set.insert(key);
+    }
+}
 
 /// The attribute map of one occurrence, as it is written to the schedule table.
 pub fn item_to_av(item: &ScheduleItem) -> Item {
@@ -111,10 +317,17 @@ pub fn item_to_av(item: &ScheduleItem) -> Item {
     m.insert("retry_count".into(), n(item.retry_count));
     m.insert(attr::TTL.into(), n(item.ttl));
     m.insert("definition_version".into(), n(item.definition_version));
-    m.insert(
-        "payload".into(),
-        AttributeValue::M(json_map_to_av(&item.payload)),
-    );
+    match &item.payload_ref {
+        Some(r) => {
+            m.insert(PAYLOAD_REF_ATTR.into(), s(r));
+        }
+        None => {
+            m.insert(
+                PAYLOAD_ATTR.into(),
+                AttributeValue::M(json_map_to_av(&item.payload)),
+            );
+        }
+    }
     m.insert("created_at".into(), s(item.created_at.to_string()));
     if let Some(t) = item.queued_at {
         m.insert("queued_at".into(), s(t.to_string()));
@@ -147,6 +360,78 @@ pub fn item_to_av(item: &ScheduleItem) -> Item {
         m.insert("cancelled_by_version".into(), n(v));
     }
     m
+}
+
+/// Size of one attribute value as DynamoDB bills it ([`crate::usage`]).
+pub fn value_size(v: &AttributeValue) -> u64 {
+    match v {
+        AttributeValue::S(st) => usage::string_size(st),
+        AttributeValue::N(raw) => usage::number_size(raw),
+        AttributeValue::B(b) => b.as_ref().len() as u64,
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => usage::SCALAR_FLAG_SIZE,
+        AttributeValue::L(l) => usage::container_size(l.iter().map(value_size)),
+        AttributeValue::M(m) => {
+            usage::container_size(m.iter().map(|(k, v)| k.len() as u64 + value_size(v)))
+        }
+        AttributeValue::Ss(set) => set.iter().map(|x| usage::string_size(x)).sum(),
+        AttributeValue::Ns(set) => set.iter().map(|x| usage::number_size(x)).sum(),
+        AttributeValue::Bs(set) => set.iter().map(|b| b.as_ref().len() as u64).sum(),
+        _ => 0,
+    }
+}
+
+/// Size of an item as DynamoDB bills it: every attribute's name and value.
+pub fn item_size(item: &Item) -> u64 {
+    item.iter()
+        .map(|(k, v)| k.len() as u64 + value_size(v))
+        .sum()
+}
+
+/// Size of an occurrence as this adapter writes it (the twin bills its items by it).
+pub fn schedule_item_size(item: &ScheduleItem) -> u64 {
+    item_size(&item_to_av(item))
+}
+
+/// Size of an occurrence's entry in the keys-only status index, or `None` when it is not
+/// in the index.
+pub fn index_entry_size(item: &ScheduleItem) -> Option<u64> {
+    let shard = item.status_shard.as_ref()?;
+    Some(status_index_entry_size(
+        shard,
+        item.scheduled_time,
+        &item.key,
+    ))
+}
+
+/// Size of the status index entry of the occurrence `key` due at `time` under `shard`.
+pub fn status_index_entry_size(shard: &StatusShard, time: Timestamp, key: &ScheduleKey) -> u64 {
+    let attr_size = |name: &str, value: &str| (name.len() + value.len()) as u64;
+    let index_key = attr_size(attr::STATUS_SHARD, shard.as_str())
+        + attr_size(attr::SCHEDULED_TIME, &time.to_string());
+    let table_key = attr_size(attr::PK, &key.pk) + attr_size(attr::SK, &key.sk);
+    usage::keys_only_index_entry_size(index_key, table_key)
+}
+
+/// Size of the scanner's state item (horizon and shard count) as this adapter writes it.
+pub fn scan_state_size(covered_to: Option<Timestamp>, max_status_shards: Option<u16>) -> u64 {
+    let key = scan_horizon_key();
+    let mut item = Item::from([(attr::PK.into(), s(&key.pk)), (attr::SK.into(), s(&key.sk))]);
+    if let Some(t) = covered_to {
+        item.insert(COVERED_TO_ATTR.into(), s(t.to_string()));
+    }
+    if let Some(m) = max_status_shards {
+        item.insert(MAX_STATUS_SHARDS_ATTR.into(), n(m));
+    }
+    item_size(&item)
+}
+
+/// Size of a definitions row (its JSON form with `PK` and `SK`) as this adapter writes it.
+pub fn definition_row_size(pk: &str, sk: &str, row: &Value) -> u64 {
+    let body = match row {
+        Value::Object(m) => item_size(&json_map_to_av(m)),
+        other => value_size(&json_to_av(other)),
+    };
+    body + (attr::PK.len() + pk.len() + attr::SK.len() + sk.len()) as u64
 }
 
 /// Reads attributes of one item, naming the item and the attribute in every error.
@@ -265,6 +550,7 @@ pub fn item_from_av(item: &Item) -> Result<ScheduleItem, StoreError> {
         ttl: r.n(attr::TTL)?,
         definition_version: r.n("definition_version")?,
         payload,
+        payload_ref: r.opt_s(PAYLOAD_REF_ATTR)?.map(str::to_owned),
         created_at: r.parse("created_at", Timestamp::parse)?,
         queued_at: r.opt_time("queued_at")?,
         executed_at: r.opt_time("executed_at")?,
@@ -295,27 +581,85 @@ fn parse_shard(raw: &str, status: Status) -> Option<StatusShard> {
     nn.parse::<u16>().ok().map(|n| StatusShard::new(status, n))
 }
 
-impl ScheduleStore for DynamoScheduleStore {
-    fn status_shards(&self) -> u16 {
-        self.shards
+impl DynamoScheduleStore {
+    async fn create_split(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+        let Some((payload_key, occurrence)) = split_payload(item) else {
+            return self.put_if_absent(item).await;
+        };
+        // One small read instead of a large payload write when the occurrence exists (an
+        // eventually consistent one will do: a stale "absent" only costs the writes).
+        if self.get_attributes_with(&item.key, false).await?.is_some() {
+            return Ok(false);
+        }
+        self.put_payload_once(&payload_key, item).await?;
+        self.put_if_absent(&occurrence).await
     }
 
-    async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+    async fn materialize_split(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        // A replay (the second scan pass over a window) finds most occurrences there
+        // already: one small read (half a unit) tells, where the conditional write would
+        // fail and still be billed a unit, or as many as the payload's kilobytes. An
+        // eventually consistent read is enough: `left_alone_by` only ever becomes true, so
+        // a stale image that shows it is still right, and one that does not just leads to
+        // the conditional write.
+        if let Some(stored) = self.get_attributes_with(&item.key, false).await?
+            && item_from_av(&stored)?.left_alone_by(item)
+        {
+            return Ok(Materialized::Unchanged);
+        }
+        let Some((payload_key, occurrence)) = split_payload(item) else {
+            return self.materialize_item(item).await;
+        };
+        // The payload is written before the occurrence that refers to it, so a reader of
+        // the occurrence always finds it.
+        self.put_payload_once(&payload_key, item).await?;
+        self.materialize_item(&occurrence).await
+    }
+
+    /// Writes the occurrence `item` as it is unless its key exists.
+    async fn put_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
         let out = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item_to_av(item)))
             .condition_expression("attribute_not_exists(PK)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "PutItem");
         conditional_write("PutItem", out)
     }
 
-    async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+    /// Writes the payload item `key` of `item` unless this adapter wrote it before or it
+    /// exists (same step, version and day: the same payload).
+    async fn put_payload_once(
+        &self,
+        key: &ScheduleKey,
+        item: &ScheduleItem,
+    ) -> Result<(), StoreError> {
+        if self.written_payloads.contains(key) {
+            return Ok(());
+        }
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(payload_item_to_av(key, item)))
+            .condition_expression("attribute_not_exists(PK)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .send()
+            .await
+            .tally(&self.usage, "PutItem");
+        conditional_write("PutItem", out)?;
+        self.written_payloads.insert(key.clone());
+        Ok(())
+    }
+
+    async fn materialize_item(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
         if item.status != Status::Pending {
             // Pre-judged SKIPPED (invalid device): only ever created, as the memory twin does.
-            return Ok(if self.create_if_absent(item).await? {
+            return Ok(if self.put_if_absent(item).await? {
                 Materialized::Created
             } else {
                 Materialized::Unchanged
@@ -334,7 +678,6 @@ impl ScheduleStore for DynamoScheduleStore {
             "workflow_id = :workflow",
             "#time = :time",
             "definition_version = :version",
-            "#payload = :payload",
             "#ttl = :ttl",
             "created_at = if_not_exists(created_at, :created)",
             "retry_count = if_not_exists(retry_count, :retries)",
@@ -351,10 +694,22 @@ impl ScheduleStore for DynamoScheduleStore {
         values.insert(":workflow".into(), s(item.workflow_id.as_str()));
         values.insert(":time".into(), s(item.scheduled_time.to_string()));
         values.insert(":version".into(), n(item.definition_version));
-        values.insert(
-            ":payload".into(),
-            AttributeValue::M(json_map_to_av(&item.payload)),
-        );
+        // The payload on the item, or the reference to where it is stored: never both.
+        match &item.payload_ref {
+            Some(r) => {
+                set.push("payload_ref = :payload_ref");
+                remove.push("#payload");
+                values.insert(":payload_ref".into(), s(r));
+            }
+            None => {
+                set.push("#payload = :payload");
+                remove.push("payload_ref");
+                values.insert(
+                    ":payload".into(),
+                    AttributeValue::M(json_map_to_av(&item.payload)),
+                );
+            }
+        }
         values.insert(":ttl".into(), n(item.ttl));
         values.insert(":created".into(), s(item.created_at.to_string()));
         values.insert(":retries".into(), n(item.retry_count));
@@ -390,8 +745,10 @@ impl ScheduleStore for DynamoScheduleStore {
             .expression_attribute_names("#ttl", attr::TTL)
             .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         let old = match out {
             Ok(o) => o.attributes,
             Err(e) => {
@@ -417,6 +774,37 @@ impl ScheduleStore for DynamoScheduleStore {
             }),
         }
     }
+}
+
+impl ScheduleStore for DynamoScheduleStore {
+    fn status_shards(&self) -> u16 {
+        self.shards
+    }
+
+    async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+        // Boxed: callers nest this future deep, and a box keeps their types shallow enough
+        // for the compiler's layout queries.
+        let boxed: BoxedStoreFuture<'_, bool> = Box::pin(self.create_split(item));
+        boxed.await
+    }
+
+    async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        let boxed: BoxedStoreFuture<'_, Materialized> = Box::pin(self.materialize_split(item));
+        boxed.await
+    }
+
+    async fn payload(&self, item: &ScheduleItem) -> Result<Payload, StoreError> {
+        let Some(sk) = &item.payload_ref else {
+            return Ok(item.payload.clone());
+        };
+        let key = ScheduleKey {
+            pk: item.key.pk.clone(),
+            sk: sk.clone(),
+        };
+        // Strongly consistent: the payload was written before the occurrence.
+        let found = self.get_attributes_with(&key, true).await?;
+        payload_from_av(&key, found.as_ref())
+    }
 
     async fn cancel(
         &self,
@@ -441,13 +829,15 @@ impl ScheduleStore for DynamoScheduleStore {
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
             .expression_attribute_values(":reason", s(reason))
             .expression_attribute_values(":version", n(cancelling_version))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         conditional_write("UpdateItem", out)
     }
 
     async fn scan_horizon(&self) -> Result<Option<Timestamp>, StoreError> {
-        let Some(item) = self.get_attributes(&scan_horizon_key()).await? else {
+        let Some(item) = self.get_attributes_with(&scan_horizon_key(), true).await? else {
             return Ok(None);
         };
         Reader::new(&item).opt_time(COVERED_TO_ATTR)
@@ -466,13 +856,15 @@ impl ScheduleStore for DynamoScheduleStore {
             .condition_expression("attribute_not_exists(#covered) OR #covered < :to")
             .expression_attribute_names("#covered", COVERED_TO_ATTR)
             .expression_attribute_values(":to", s(covered_to.to_string()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         conditional_write("UpdateItem", out)
     }
 
     async fn get(&self, key: &ScheduleKey) -> Result<Option<ScheduleItem>, StoreError> {
-        self.get_attributes(key)
+        self.get_attributes_with(key, true)
             .await?
             .as_ref()
             .map(item_from_av)
@@ -555,8 +947,10 @@ impl ScheduleStore for DynamoScheduleStore {
                     .collect(),
             ))
             .set_expression_attribute_values(Some(values))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         conditional_write("UpdateItem", out)
     }
 
@@ -584,8 +978,10 @@ impl ScheduleStore for DynamoScheduleStore {
             .expression_attribute_values(":until", s(until.to_string()))
             .expression_attribute_values(":now", s(now.to_string()))
             .expression_attribute_values(":status", s(status.as_str()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         conditional_write("UpdateItem", out)
     }
 
@@ -609,8 +1005,10 @@ impl ScheduleStore for DynamoScheduleStore {
             .expression_attribute_values(":before", s(before.to_string()))
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "Query")
             .map_err(|e| store_error("Query", e))?;
         let mut items = Vec::new();
         for it in out.items() {
@@ -631,13 +1029,19 @@ impl ScheduleStore for DynamoScheduleStore {
     // ---- Status shards ever used, and the sweep of stuck QUEUED occurrences. ----
 
     async fn max_status_shards(&self) -> Result<Option<u16>, StoreError> {
-        let Some(item) = self.get_attributes(&scan_horizon_key()).await? else {
+        let Some(item) = self.get_attributes_with(&scan_horizon_key(), true).await? else {
             return Ok(None);
         };
         Reader::new(&item).opt_n(MAX_STATUS_SHARDS_ATTR)
     }
 
     async fn record_status_shards(&self, shards: u16) -> Result<bool, StoreError> {
+        use std::sync::atomic::Ordering;
+        // The count only grows: once this adapter knows one as large is recorded, the
+        // conditional write would fail (and be billed) every time.
+        if self.known_shards.load(Ordering::Relaxed) >= shards {
+            return Ok(false);
+        }
         let key = scan_horizon_key();
         // On the scanner's state item, beside the horizon; SET leaves `covered_to` alone.
         let out = self
@@ -650,9 +1054,14 @@ impl ScheduleStore for DynamoScheduleStore {
             .condition_expression("attribute_not_exists(#max) OR #max < :shards")
             .expression_attribute_names("#max", MAX_STATUS_SHARDS_ATTR)
             .expression_attribute_values(":shards", n(shards))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
-        conditional_write("UpdateItem", out)
+            .await
+            .tally(&self.usage, "UpdateItem");
+        let recorded = conditional_write("UpdateItem", out)?;
+        // Written, or an equal or larger count was there: either way it is recorded.
+        self.known_shards.fetch_max(shards, Ordering::Relaxed);
+        Ok(recorded)
     }
 
     async fn sweep_queued(
@@ -705,8 +1114,10 @@ impl ScheduleStore for DynamoScheduleStore {
         }
         let out = request
             .set_expression_attribute_values(Some(values))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "UpdateItem");
         conditional_write("UpdateItem", out)
     }
 }
@@ -740,6 +1151,8 @@ pub struct DynamoDefinitionSource {
     table: String,
     /// What the waits between retries of a batched read wait on.
     clock: Arc<dyn Clock>,
+    /// Requests made and the capacity DynamoDB reported for them.
+    usage: Arc<Usage>,
 }
 
 impl std::fmt::Debug for DynamoDefinitionSource {
@@ -756,7 +1169,18 @@ impl DynamoDefinitionSource {
             client,
             table: table.into(),
             clock: Arc::new(SystemClock),
+            usage: Arc::new(Usage::new()),
         }
+    }
+
+    /// The same source tallying its requests into `usage`.
+    pub fn with_usage(self, usage: Arc<Usage>) -> Self {
+        Self { usage, ..self }
+    }
+
+    /// Requests made and the capacity DynamoDB reported for them.
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
     }
 
     /// The same source waiting between retries on `clock` (a simulation's virtual clock).
@@ -831,8 +1255,10 @@ impl DynamoDefinitionSource {
             .client
             .batch_get_item()
             .request_items(&self.table, request)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "BatchGetItem")
             .map_err(|e| store_error("BatchGetItem", e))?;
         if let Some(rows) = out.responses.and_then(|mut r| r.remove(&self.table)) {
             state.found.extend(rows);
@@ -898,8 +1324,10 @@ impl DefinitionSource for DynamoDefinitionSource {
             .expression_attribute_names("#sk", attr::SK)
             .expression_attribute_values(":settings", s(SETTINGS_SK_PREFIX))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "Scan")
             .map_err(|e| store_error("Scan", e))?;
         Ok(Page {
             items: out.items().iter().map(definition_from_av).collect(),
@@ -920,8 +1348,10 @@ impl DefinitionSource for DynamoDefinitionSource {
             .key(attr::PK, s(pk))
             .key(attr::SK, s(sk))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "GetItem")
             .map_err(|e| store_error("GetItem", e))?;
         Ok(out.item.as_ref().map(definition_from_av))
     }
@@ -945,8 +1375,10 @@ impl DefinitionSource for DynamoDefinitionSource {
             .condition_expression("attribute_not_exists(PK) OR #version < :version")
             .expression_attribute_names("#version", "version")
             .expression_attribute_values(":version", n(def.version))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
-            .await;
+            .await
+            .tally(&self.usage, "PutItem");
         if conditional_write("PutItem", out)? {
             Ok(())
         } else {
@@ -1153,14 +1585,19 @@ impl crate::ports::ScheduleBrowse for DynamoScheduleStore {
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
+            // Occurrences only: the payload items beside them sort under `PAYLOAD#`.
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :occurrence)")
             .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
             .expression_attribute_values(":pk", s(ScheduleKey::partition(tenant, date)))
+            .expression_attribute_values(":occurrence", s(OCCURRENCE_SK_PREFIX))
             .consistent_read(true)
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "Query")
             .map_err(|e| store_error("Query", e))?;
         let items = out
             .items()
@@ -1188,8 +1625,10 @@ impl crate::ports::DefinitionAdmin for DynamoDefinitionSource {
             .key(attr::PK, s(pk))
             .key(attr::SK, s(sk))
             .return_values(ReturnValue::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "DeleteItem")
             .map_err(|e| store_error("DeleteItem", e))?;
         Ok(out.attributes().is_some_and(|a| !a.is_empty()))
     }
@@ -1222,8 +1661,10 @@ impl TenantModes for DynamoDefinitionSource {
             .key(attr::PK, s(pk))
             .key(attr::SK, s(sk))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "GetItem")
             .map_err(|e| store_error("GetItem", e))?;
         out.item
             .as_ref()
@@ -1246,8 +1687,10 @@ impl TenantModes for DynamoDefinitionSource {
             .item("tenant_id", s(tenant.as_str()))
             .item(MODE_ATTR, s(mode.as_str()))
             .item("updated_at", s(at.to_string()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "PutItem")
             .map_err(|e| store_error("PutItem", e))?;
         Ok(())
     }
@@ -1265,8 +1708,10 @@ impl TenantModes for DynamoDefinitionSource {
                 .expression_attribute_values(":mode", s(MODE_SK))
                 .set_exclusive_start_key(start)
                 .consistent_read(true)
+                .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
                 .send()
                 .await
+                .tally(&self.usage, "Scan")
                 .map_err(|e| store_error("Scan", e))?;
             for item in page.items() {
                 out.push(mode_from_av(item)?);
@@ -1299,6 +1744,27 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor(&key)).unwrap(), key);
         let err = decode_cursor(&Cursor("PK=a\nSK=b".to_owned())).unwrap_err();
         assert!(err.to_string().contains("not a cursor"), "{err}");
+    }
+
+    #[test]
+    fn item_sizes_count_names_values_and_container_overhead() {
+        let item: Item = [
+            ("PK".to_owned(), s("TENANT#a")),
+            ("n".to_owned(), n(123)),
+            (
+                "m".to_owned(),
+                AttributeValue::M(Item::from([("b".to_owned(), AttributeValue::Bool(true))])),
+            ),
+            (
+                "l".to_owned(),
+                AttributeValue::L(vec![s("ab"), AttributeValue::Null(true)]),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        // PK: 2 + 8; n: 1 + (2 digit pairs + 1 = 3); m: 1 + 3 + (1 + 1) + 1;
+        // l: 1 + 3 + 2 + 1 + 1 + 1.
+        assert_eq!(item_size(&item), 10 + 4 + 7 + 9);
     }
 
     #[test]

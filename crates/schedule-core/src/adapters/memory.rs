@@ -10,17 +10,19 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::adapters::dynamo;
 use crate::error::{QueueError, StoreError};
 use crate::limits::{SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES, SQS_MAX_RECEIVE};
 use crate::model::{
-    Definition, MODE_ATTR, MODE_SK, ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard,
-    StepId, TenantId, TenantMode, TenantSetting, Timestamp, TriggerMessage, mode_key,
+    Definition, MODE_ATTR, MODE_SK, Payload, ScheduleItem, ScheduleKey, Status, StatusChange,
+    StatusShard, StepId, TenantId, TenantMode, TenantSetting, Timestamp, TriggerMessage, mode_key,
 };
 use crate::ports::{
     ActionSink, Clock, Cursor, DefinitionKey, DefinitionSource, DispatchQueue, DueEntry,
     FetchedDefinitions, InvalidDefinition, Materialized, OutgoingMessage, Page, ReceivedMessage,
     ScannedDefinition, ScheduleStore, SendReport, Sweep, TenantModes,
 };
+use crate::usage::{self, Consistency, OpUsage, Usage};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep serving it.
@@ -38,6 +40,9 @@ struct Table {
     scan_horizon: Option<Timestamp>,
     /// The same item's `max_status_shards`.
     max_status_shards: Option<u16>,
+    /// Payload items (`PAYLOAD#` keys beside the occurrences): the payload and its billed
+    /// size.
+    payloads: BTreeMap<ScheduleKey, (Payload, u64)>,
     /// Index changes not yet visible, when the index lags the table.
     lag: Option<LaggingIndex>,
 }
@@ -161,6 +166,7 @@ fn take_definition_fields(stored: &mut ScheduleItem, from: &ScheduleItem, shards
     stored.workflow_id = from.workflow_id.clone();
     stored.definition_version = from.definition_version;
     stored.payload = from.payload.clone();
+    stored.payload_ref = from.payload_ref.clone();
     stored.misfire_grace = from.misfire_grace;
     stored.ttl = from.ttl;
     stored.validation_result = from
@@ -175,6 +181,38 @@ fn take_definition_fields(stored: &mut ScheduleItem, from: &ScheduleItem, shards
 pub struct InMemoryScheduleStore {
     shards: AtomicU16,
     table: Mutex<Table>,
+    /// What its requests would consume on DynamoDB, from its own items' sizes.
+    usage: Arc<Usage>,
+    written_payloads: dynamo::WrittenPayloads,
+    /// A shard count known to be recorded (0: none), as the DynamoDB adapter keeps.
+    known_shards: AtomicU16,
+}
+
+/// Billed size of an occurrence: as the DynamoDB adapter writes it.
+fn size_of(item: &ScheduleItem) -> u64 {
+    dynamo::schedule_item_size(item)
+}
+
+/// What one write of an occurrence consumes: on the larger of the item `before` (`None`:
+/// absent) and `after` (the item as written, or as it would have been written when the
+/// condition failed); index writes only when it was `written`.
+fn write_usage(before: Option<&ScheduleItem>, after: &ScheduleItem, written: bool) -> OpUsage {
+    let wru = usage::update_write_units(before.map(size_of), size_of(after));
+    let index = if written {
+        usage::index_writes(
+            before.and_then(|b| b.status_shard.as_ref()),
+            after.status_shard.as_ref(),
+            false,
+        )
+    } else {
+        0
+    };
+    OpUsage::write(wru, index)
+}
+
+/// What a conditional write that found the item missing or unsuitable consumes.
+fn refused_write(stored: Option<&ScheduleItem>) -> OpUsage {
+    OpUsage::write(usage::write_units(stored.map_or(0, size_of)), 0)
 }
 
 impl InMemoryScheduleStore {
@@ -182,7 +220,41 @@ impl InMemoryScheduleStore {
         Self {
             shards: AtomicU16::new(shards.max(1)),
             table: Mutex::new(Table::default()),
+            usage: Arc::new(Usage::new()),
+            written_payloads: dynamo::WrittenPayloads::default(),
+            known_shards: AtomicU16::new(0),
         }
+    }
+
+    /// The same store tallying into `usage` (shared with other parts, say).
+    pub fn with_usage(self, usage: Arc<Usage>) -> Self {
+        Self { usage, ..self }
+    }
+
+    /// What its requests would have consumed on DynamoDB.
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
+    }
+
+    fn record(&self, op: &'static str, u: OpUsage) {
+        self.usage.record(op, u);
+    }
+
+    fn state_size(t: &Table) -> u64 {
+        dynamo::scan_state_size(t.scan_horizon, t.max_status_shards)
+    }
+
+    /// A conditional update of the scanner's state item, applied by `f` when it returns
+    /// `true`.
+    fn update_state(&self, t: &mut Table, f: impl FnOnce(&mut Table) -> bool) -> bool {
+        let before = Self::state_size(t);
+        let applied = f(t);
+        let after = Self::state_size(t);
+        self.record(
+            "UpdateItem",
+            OpUsage::write(usage::update_write_units(Some(before), after), 0),
+        );
+        applied
     }
 
     /// Serves the same table with another `STATUS_SHARDS`, as a redeployment with a changed
@@ -204,22 +276,60 @@ impl InMemoryScheduleStore {
         self
     }
 
-    /// Every item, in key order (for reports and tests).
+    /// Every occurrence, in key order (for reports and tests).
     pub fn items(&self) -> Vec<ScheduleItem> {
         lock(&self.table).items.values().cloned().collect()
     }
-}
 
-impl ScheduleStore for InMemoryScheduleStore {
-    fn status_shards(&self) -> u16 {
-        self.shards.load(Ordering::SeqCst)
+    /// An eventually consistent GetItem (the twin is never stale; it bills like one).
+    fn peek(&self, key: &ScheduleKey) -> Option<ScheduleItem> {
+        let found = lock(&self.table).items.get(key).cloned();
+        let size = found.as_ref().map_or(0, size_of);
+        self.record(
+            "GetItem",
+            OpUsage::read(usage::read_units(size, Consistency::Eventual)),
+        );
+        found
     }
 
-    async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+    /// The payload items stored beside the occurrences, with their billed sizes.
+    pub fn payload_items(&self) -> Vec<(ScheduleKey, u64)> {
+        lock(&self.table)
+            .payloads
+            .iter()
+            .map(|(k, (_, size))| (k.clone(), *size))
+            .collect()
+    }
+
+    /// Writes the payload item `key` of `item` unless this store wrote it before or it
+    /// exists, as the DynamoDB adapter does.
+    fn put_payload_once(&self, key: &ScheduleKey, item: &ScheduleItem) {
+        if self.written_payloads.contains(key) {
+            return;
+        }
+        let size = dynamo::item_size(&dynamo::payload_item_to_av(key, item));
         let mut t = lock(&self.table);
-        if t.items.contains_key(&item.key) {
+        let before = t.payloads.get(key).map(|(_, s)| *s);
+        self.record(
+            "PutItem",
+            OpUsage::write(usage::update_write_units(before, size), 0),
+        );
+        t.payloads
+            .entry(key.clone())
+            .or_insert_with(|| (item.payload.clone(), size));
+        drop(t);
+        self.written_payloads.insert(key.clone());
+    }
+}
+
+impl InMemoryScheduleStore {
+    async fn create_item(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+        let mut t = lock(&self.table);
+        if let Some(stored) = t.items.get(&item.key) {
+            self.record("PutItem", write_usage(Some(stored), item, false));
             return Ok(false);
         }
+        self.record("PutItem", write_usage(None, item, true));
         if let Some(ix) = Table::index_key(item) {
             t.index_change(true, ix);
         }
@@ -227,10 +337,20 @@ impl ScheduleStore for InMemoryScheduleStore {
         Ok(true)
     }
 
-    async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+    async fn materialize_item(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        if item.status != Status::Pending {
+            // As the DynamoDB adapter does: a pre-judged occurrence is only ever created.
+            return Ok(if self.create_item(item).await? {
+                Materialized::Created
+            } else {
+                Materialized::Unchanged
+            });
+        }
         let mut t = lock(&self.table);
+        let before = t.items.get(&item.key).cloned();
         let outcome = match t.items.get(&item.key) {
             None => {
+                self.record("UpdateItem", write_usage(None, item, true));
                 if let Some(ix) = Table::index_key(item) {
                     t.index_change(true, ix);
                 }
@@ -249,12 +369,75 @@ impl ScheduleStore for InMemoryScheduleStore {
                 _ => Materialized::Unchanged,
             },
         };
-        if outcome != Materialized::Unchanged {
+        if outcome == Materialized::Unchanged {
+            // A failed condition is billed on the larger of the stored and the new image.
+            self.record("UpdateItem", write_usage(before.as_ref(), item, false));
+        } else {
             t.update(&item.key, |stored| {
                 take_definition_fields(stored, item, self.status_shards())
             });
+            if let (Some(before), Some(after)) = (before.as_ref(), t.items.get(&item.key)) {
+                self.record("UpdateItem", write_usage(Some(before), after, true));
+            }
         }
         Ok(outcome)
+    }
+}
+
+impl ScheduleStore for InMemoryScheduleStore {
+    fn status_shards(&self) -> u16 {
+        self.shards.load(Ordering::SeqCst)
+    }
+
+    async fn create_if_absent(&self, item: &ScheduleItem) -> Result<bool, StoreError> {
+        let Some((payload_key, occurrence)) = dynamo::split_payload(item) else {
+            return self.create_item(item).await;
+        };
+        // As the DynamoDB adapter: one small read instead of a large payload write.
+        if self.peek(&item.key).is_some() {
+            return Ok(false);
+        }
+        self.put_payload_once(&payload_key, item);
+        self.create_item(&occurrence).await
+    }
+
+    async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
+        // As the DynamoDB adapter: one small read first, no write when the occurrence is
+        // left alone, and the payload before the occurrence that refers to it.
+        if self
+            .peek(&item.key)
+            .is_some_and(|stored| stored.left_alone_by(item))
+        {
+            return Ok(Materialized::Unchanged);
+        }
+        let Some((payload_key, occurrence)) = dynamo::split_payload(item) else {
+            return self.materialize_item(item).await;
+        };
+        self.put_payload_once(&payload_key, item);
+        self.materialize_item(&occurrence).await
+    }
+
+    async fn payload(&self, item: &ScheduleItem) -> Result<Payload, StoreError> {
+        let Some(sk) = &item.payload_ref else {
+            return Ok(item.payload.clone());
+        };
+        let key = ScheduleKey {
+            pk: item.key.pk.clone(),
+            sk: sk.clone(),
+        };
+        let t = lock(&self.table);
+        let found = t.payloads.get(&key);
+        let size = found.map_or(0, |(_, size)| *size);
+        self.record(
+            "GetItem",
+            OpUsage::read(usage::read_units(size, Consistency::Strong)),
+        );
+        found
+            .map(|(p, _)| p.clone())
+            .ok_or_else(|| StoreError::Corrupt {
+                key: key.to_string(),
+                reason: "the payload item an occurrence refers to is missing".to_owned(),
+            })
     }
 
     async fn cancel(
@@ -267,6 +450,7 @@ impl ScheduleStore for InMemoryScheduleStore {
         let applies = t.items.get(key).is_some_and(|stored| {
             stored.status == Status::Pending && stored.definition_version < cancelling_version
         });
+        let before = t.items.get(key).cloned();
         if applies {
             t.update(key, |stored| {
                 stored.status = Status::Cancelled;
@@ -277,24 +461,36 @@ impl ScheduleStore for InMemoryScheduleStore {
                 stored.lease_until = None;
             });
         }
+        self.record_update(&t, key, before.as_ref(), applies);
         Ok(applies)
     }
 
     async fn scan_horizon(&self) -> Result<Option<Timestamp>, StoreError> {
-        Ok(lock(&self.table).scan_horizon)
+        let t = lock(&self.table);
+        self.record_state_read(&t);
+        Ok(t.scan_horizon)
     }
 
     async fn record_scan_horizon(&self, covered_to: Timestamp) -> Result<bool, StoreError> {
         let mut t = lock(&self.table);
-        if t.scan_horizon.is_some_and(|h| h >= covered_to) {
-            return Ok(false);
-        }
-        t.scan_horizon = Some(covered_to);
-        Ok(true)
+        Ok(self.update_state(&mut t, |t| {
+            if t.scan_horizon.is_some_and(|h| h >= covered_to) {
+                return false;
+            }
+            t.scan_horizon = Some(covered_to);
+            true
+        }))
     }
 
     async fn get(&self, key: &ScheduleKey) -> Result<Option<ScheduleItem>, StoreError> {
-        Ok(lock(&self.table).items.get(key).cloned())
+        let t = lock(&self.table);
+        let found = t.items.get(key).cloned();
+        let size = found.as_ref().map_or(0, size_of);
+        self.record(
+            "GetItem",
+            OpUsage::read(usage::read_units(size, Consistency::Strong)),
+        );
+        Ok(found)
     }
 
     async fn change_status(
@@ -304,13 +500,18 @@ impl ScheduleStore for InMemoryScheduleStore {
     ) -> Result<bool, StoreError> {
         let mut t = lock(&self.table);
         let Some(item) = t.items.get_mut(key) else {
+            self.record("UpdateItem", refused_write(None));
             return Ok(false);
         };
         if item.status != change.from {
+            let refused = refused_write(Some(item));
+            self.record("UpdateItem", refused);
             return Ok(false);
         }
+        let image = item.clone();
         let before = Table::index_key(item);
         item.apply(change, self.status_shards());
+        self.record("UpdateItem", write_usage(Some(&image), item, true));
         let after = Table::index_key(item);
         if before != after {
             if let Some(ix) = before {
@@ -333,13 +534,18 @@ impl ScheduleStore for InMemoryScheduleStore {
     ) -> Result<bool, StoreError> {
         let mut t = lock(&self.table);
         let Some(item) = t.items.get_mut(key) else {
+            self.record("UpdateItem", refused_write(None));
             return Ok(false);
         };
         if item.status != status || item.leased_by_other(owner, now) {
+            let refused = refused_write(Some(item));
+            self.record("UpdateItem", refused);
             return Ok(false);
         }
+        let image = item.clone();
         item.lease_owner = Some(owner.to_owned());
         item.lease_until = Some(until);
+        self.record("UpdateItem", write_usage(Some(&image), item, true));
         Ok(true)
     }
 
@@ -388,22 +594,38 @@ impl ScheduleStore for InMemoryScheduleStore {
             ))),
             _ => None,
         };
+        // A GSI is read eventually consistently; a keys-only entry is billed as such.
+        let sizes = items
+            .iter()
+            .map(|e| dynamo::status_index_entry_size(&e.status_shard, e.scheduled_time, &e.key));
+        let rru = usage::query_read_units(sizes, Consistency::Eventual);
+        self.record("Query", OpUsage::read(rru));
         Ok(Page { items, next })
     }
 
     // ---- Status shards ever used, and the sweep of stuck QUEUED occurrences. ----
 
     async fn max_status_shards(&self) -> Result<Option<u16>, StoreError> {
-        Ok(lock(&self.table).max_status_shards)
+        let t = lock(&self.table);
+        self.record_state_read(&t);
+        Ok(t.max_status_shards)
     }
 
     async fn record_status_shards(&self, shards: u16) -> Result<bool, StoreError> {
-        let mut t = lock(&self.table);
-        if t.max_status_shards.is_some_and(|m| m >= shards) {
+        // As the DynamoDB adapter: no write once a count as large is known recorded.
+        if self.known_shards.load(Ordering::Relaxed) >= shards {
             return Ok(false);
         }
-        t.max_status_shards = Some(shards);
-        Ok(true)
+        let mut t = lock(&self.table);
+        let recorded = self.update_state(&mut t, |t| {
+            if t.max_status_shards.is_some_and(|m| m >= shards) {
+                return false;
+            }
+            t.max_status_shards = Some(shards);
+            true
+        });
+        self.known_shards.fetch_max(shards, Ordering::Relaxed);
+        Ok(recorded)
     }
 
     async fn sweep_queued(
@@ -420,9 +642,47 @@ impl ScheduleStore for InMemoryScheduleStore {
                 && stored.queued_at == seen_queued_at
                 && stored.lease_until.is_none_or(|until| until <= now)
         });
+        let before = t.items.get(key).cloned();
         if !applies {
+            self.record_update(&t, key, before.as_ref(), false);
             return Ok(false);
         }
+        let result = self.apply_sweep(&mut t, key, sweep, now, shards);
+        self.record_update(&t, key, before.as_ref(), result.is_ok());
+        result
+    }
+}
+
+impl InMemoryScheduleStore {
+    fn record_state_read(&self, t: &Table) {
+        let rru = usage::read_units(Self::state_size(t), Consistency::Strong);
+        self.record("GetItem", OpUsage::read(rru));
+    }
+
+    /// Records an UpdateItem of `key` whose item was `before`; `applied`: the condition held
+    /// and the table now holds the after image.
+    fn record_update(
+        &self,
+        t: &Table,
+        key: &ScheduleKey,
+        before: Option<&ScheduleItem>,
+        applied: bool,
+    ) {
+        let u = match (applied, before, t.items.get(key)) {
+            (true, Some(b), Some(after)) => write_usage(Some(b), after, true),
+            _ => refused_write(before),
+        };
+        self.record("UpdateItem", u);
+    }
+
+    fn apply_sweep(
+        &self,
+        t: &mut Table,
+        key: &ScheduleKey,
+        sweep: &Sweep,
+        now: Timestamp,
+        shards: u16,
+    ) -> Result<bool, StoreError> {
         match (sweep, sweep.change(now)) {
             (Sweep::Redispatch, _) => t.update(key, |stored| {
                 stored.queued_at = Some(now);
@@ -467,11 +727,41 @@ fn decode_index_cursor(shard: &StatusShard, c: &Cursor) -> Result<IndexKey, Stor
 #[derive(Debug, Default)]
 pub struct InMemoryDefinitionSource {
     rows: Mutex<BTreeMap<(String, String), serde_json::Value>>,
+    /// What its requests would consume on DynamoDB, from its rows' sizes.
+    usage: Arc<Usage>,
+}
+
+/// Billed size of a definitions row: as the DynamoDB adapter writes it.
+fn row_size(key: &(String, String), row: &serde_json::Value) -> u64 {
+    dynamo::definition_row_size(&key.0, &key.1, row)
 }
 
 impl InMemoryDefinitionSource {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same source tallying into `usage`.
+    pub fn with_usage(self, usage: Arc<Usage>) -> Self {
+        Self { usage, ..self }
+    }
+
+    /// What its requests would have consumed on DynamoDB.
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
+    }
+
+    /// A strongly consistent GetItem of `key` from `rows`.
+    fn record_get(
+        &self,
+        rows: &BTreeMap<(String, String), serde_json::Value>,
+        key: &(String, String),
+    ) {
+        let size = rows.get(key).map_or(0, |r| row_size(key, r));
+        self.usage.record(
+            "GetItem",
+            OpUsage::read(usage::read_units(size, Consistency::Strong)),
+        );
     }
 
     /// Stores raw JSON as another writer might, valid or not.
@@ -553,6 +843,20 @@ impl DefinitionSource for InMemoryDefinitionSource {
             page.push(scanned(key, value));
             last = Some(key.clone());
         }
+        // A Scan reads (and bills) every row of its segment, filtered out or not.
+        let read: Vec<u64> = rows
+            .iter()
+            .filter(|(key, _)| {
+                after.as_ref().is_none_or(|a| *key > a)
+                    && last.as_ref().is_none_or(|l| *key <= l)
+                    && segment_of(key, total_segments.max(1)) == segment
+            })
+            .map(|(key, row)| row_size(key, row))
+            .collect();
+        self.usage.record(
+            "Scan",
+            OpUsage::read(usage::query_read_units(read, Consistency::Strong)),
+        );
         let next = match (more, last) {
             (true, Some((pk, sk))) => Some(Cursor(format!("{pk}\n{sk}"))),
             _ => None,
@@ -566,12 +870,20 @@ impl DefinitionSource for InMemoryDefinitionSource {
         step: &StepId,
     ) -> Result<Option<ScannedDefinition>, StoreError> {
         let key = Definition::key_of(tenant, step);
-        Ok(lock(&self.rows).get(&key).map(|v| scanned(&key, v)))
+        let rows = lock(&self.rows);
+        self.record_get(&rows, &key);
+        Ok(rows.get(&key).map(|v| scanned(&key, v)))
     }
 
     async fn put(&self, def: &Definition) -> Result<(), StoreError> {
         let key = def.key();
         let mut rows = lock(&self.rows);
+        let row = def.to_json();
+        let before = rows.get(&key).map(|r| row_size(&key, r));
+        self.usage.record(
+            "PutItem",
+            OpUsage::write(usage::update_write_units(before, row_size(&key, &row)), 0),
+        );
         if let Some(stored) = rows
             .get(&key)
             .and_then(|v| v.get("version"))
@@ -586,12 +898,25 @@ impl DefinitionSource for InMemoryDefinitionSource {
                 ),
             });
         }
-        rows.insert(key, def.to_json());
+        rows.insert(key, row);
         Ok(())
     }
 
     async fn get_many(&self, keys: &[DefinitionKey]) -> Result<FetchedDefinitions, StoreError> {
         let rows = lock(&self.rows);
+        // One BatchGetItem per 100 distinct keys, each key billed on its own.
+        let distinct: BTreeSet<(String, String)> =
+            keys.iter().map(|(t, s)| Definition::key_of(t, s)).collect();
+        let distinct: Vec<_> = distinct.into_iter().collect();
+        for chunk in distinct.chunks(crate::limits::DYNAMO_MAX_BATCH_GET) {
+            let sizes = chunk
+                .iter()
+                .map(|k| rows.get(k).map_or(0, |r| row_size(k, r)));
+            self.usage.record(
+                "BatchGetItem",
+                OpUsage::read(usage::batch_get_read_units(sizes, Consistency::Strong)),
+            );
+        }
         Ok(keys
             .iter()
             .map(|(tenant, step)| {
@@ -607,6 +932,7 @@ impl TenantModes for InMemoryDefinitionSource {
     async fn stored_mode(&self, tenant: &TenantId) -> Result<Option<TenantMode>, StoreError> {
         let key = mode_key(tenant);
         let rows = lock(&self.rows);
+        self.record_get(&rows, &key);
         let Some(row) = rows.get(&key) else {
             return Ok(None);
         };
@@ -622,13 +948,25 @@ impl TenantModes for InMemoryDefinitionSource {
         let row = serde_json::json!({
             "tenant_id": tenant.as_str(), MODE_ATTR: mode.as_str(), "updated_at": at.to_string(),
         });
-        lock(&self.rows).insert(mode_key(tenant), row);
+        let key = mode_key(tenant);
+        let mut rows = lock(&self.rows);
+        let before = rows.get(&key).map(|r| row_size(&key, r));
+        self.usage.record(
+            "PutItem",
+            OpUsage::write(usage::update_write_units(before, row_size(&key, &row)), 0),
+        );
+        rows.insert(key, row);
         Ok(())
     }
 
     async fn modes(&self) -> Result<Vec<TenantSetting>, StoreError> {
-        lock(&self.rows)
-            .iter()
+        let rows = lock(&self.rows);
+        let sizes = rows.iter().map(|(k, r)| row_size(k, r));
+        self.usage.record(
+            "Scan",
+            OpUsage::read(usage::query_read_units(sizes, Consistency::Strong)),
+        );
+        rows.iter()
             .filter(|(key, _)| key.1 == MODE_SK)
             .map(|(key, row)| mode_of_row(key, row))
             .collect()
@@ -710,11 +1048,26 @@ pub struct InMemoryQueue {
     clock: Arc<dyn ClockDebug>,
     settings: QueueSettings,
     state: Mutex<QueueState>,
+    /// What its requests would cost on SQS.
+    usage: Arc<Usage>,
+}
+
+/// Payload bytes of one message as SQS bills it: its body and its attributes.
+fn message_bytes(body: &str, attributes: &[(String, String)]) -> u64 {
+    let attrs: usize = attributes
+        .iter()
+        // Name, the "String" data type and the value.
+        .map(|(k, v)| k.len() + "String".len() + v.len())
+        .sum();
+    (body.len() + attrs) as u64
 }
 
 /// `Clock` plus `Debug`, so the queue can derive `Debug`.
 pub trait ClockDebug: Clock + std::fmt::Debug {}
 impl<T: Clock + std::fmt::Debug> ClockDebug for T {}
+
+/// The operation name under which receives that found nothing are tallied.
+pub const EMPTY_RECEIVE: &str = "ReceiveMessage(empty)";
 
 /// SQS FIFO queues drop a repeated deduplication id for 5 minutes.
 const FIFO_DEDUP_WINDOW: Duration = Duration::from_secs(300);
@@ -730,6 +1083,28 @@ impl InMemoryQueue {
             clock,
             settings,
             state: Mutex::new(QueueState::default()),
+            usage: Arc::new(Usage::new()),
+        }
+    }
+
+    /// The same queue tallying into `usage`.
+    pub fn with_usage(self, usage: Arc<Usage>) -> Self {
+        Self { usage, ..self }
+    }
+
+    /// What its requests would have cost on SQS.
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
+    }
+
+    /// Deletes up to 10 received messages in one request, as the Lambda event source
+    /// mapping does with a batch's successes.
+    pub fn delete_batch(&self, receipt_handles: &[&str]) {
+        for chunk in receipt_handles.chunks(SQS_MAX_BATCH) {
+            self.usage.record("DeleteMessageBatch", OpUsage::sqs(0));
+            let mut st = lock(&self.state);
+            st.messages
+                .retain(|m| m.receipt.as_deref().is_none_or(|r| !chunk.contains(&r)));
         }
     }
 
@@ -831,6 +1206,8 @@ impl DispatchQueue for InMemoryQueue {
         }
         let mut report = SendReport::default();
         for chunk in messages.chunks(SQS_MAX_BATCH) {
+            let bytes = chunk.iter().map(|m| m.body.len() as u64).sum();
+            self.usage.record("SendMessageBatch", OpUsage::sqs(bytes));
             for m in chunk {
                 match self.push(m.body.clone(), m.delay, Vec::new(), None) {
                     Ok(_) => report.sent.push(m.id.clone()),
@@ -887,11 +1264,21 @@ impl DispatchQueue for InMemoryQueue {
                 dlq.accept(m);
             }
         }
+        // An empty receive is tallied apart: with a Lambda event source mapping, empty
+        // polls are a fixed cost of the queue, not of the messages.
+        let bytes = out.iter().map(|m| m.body.len() as u64).sum();
+        let op = if out.is_empty() {
+            EMPTY_RECEIVE
+        } else {
+            "ReceiveMessage"
+        };
+        self.usage.record(op, OpUsage::sqs(bytes));
         Ok(out)
     }
 
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
         // SQS: a stale receipt handle "succeeds" without deleting; so does this.
+        self.usage.record("DeleteMessage", OpUsage::sqs(0));
         let mut st = lock(&self.state);
         st.messages
             .retain(|m| m.receipt.as_deref() != Some(receipt_handle));
@@ -899,27 +1286,46 @@ impl DispatchQueue for InMemoryQueue {
     }
 }
 
-impl ActionSink for InMemoryQueue {
-    async fn send(&self, message: &TriggerMessage) -> Result<(), QueueError> {
+impl InMemoryQueue {
+    /// One trigger on the queue, with the attributes and de-duplication id SQS would get;
+    /// returns the bytes SQS bills for it.
+    fn push_trigger(&self, message: &TriggerMessage) -> (u64, Result<(), QueueError>) {
         let attributes = vec![
             ("tenant_id".to_owned(), message.tenant_id.to_string()),
             ("execution_id".to_owned(), message.execution_id.to_string()),
         ];
-        self.push(
-            message.body(),
+        let body = message.body();
+        let bytes = message_bytes(&body, &attributes);
+        let pushed = self.push(
+            body,
             Duration::ZERO,
             attributes,
             Some(message.execution_id.as_str()),
-        )
-        .map(|_| ())
+        );
+        (bytes, pushed.map(|_| ()))
+    }
+}
+
+impl ActionSink for InMemoryQueue {
+    async fn send(&self, message: &TriggerMessage) -> Result<(), QueueError> {
+        let (bytes, result) = self.push_trigger(message);
+        self.usage.record("SendMessage", OpUsage::sqs(bytes));
+        result
     }
 
     /// Each entry on its own, as SQS judges the entries of one `SendMessageBatch`: one
-    /// refused entry does not stop the others.
+    /// refused entry does not stop the others. Billed as SQS does: one request per ten
+    /// entries, per started 64 KB of each request.
     async fn send_batch(&self, messages: &[TriggerMessage]) -> Vec<Result<(), QueueError>> {
         let mut out = Vec::with_capacity(messages.len());
-        for m in messages {
-            out.push(self.send(m).await);
+        for chunk in messages.chunks(crate::limits::SQS_MAX_BATCH) {
+            let mut bytes = 0;
+            for m in chunk {
+                let (b, result) = self.push_trigger(m);
+                bytes += b;
+                out.push(result);
+            }
+            self.usage.record("SendMessageBatch", OpUsage::sqs(bytes));
         }
         out
     }
@@ -998,6 +1404,8 @@ impl crate::ports::ScheduleBrowse for InMemoryScheduleStore {
             (Some(_), Some(last)) => Some(Cursor(last.key.sk.clone())),
             _ => None,
         };
+        let rru = usage::query_read_units(items.iter().map(size_of), Consistency::Strong);
+        self.record("Query", OpUsage::read(rru));
         Ok(Page { items, next })
     }
 }
@@ -1043,6 +1451,174 @@ mod tests {
             clock,
             deadline: None,
         }
+    }
+
+    /// `item` with its payload padded so that it is exactly `bytes` as DynamoDB bills it.
+    fn sized(mut item: ScheduleItem, bytes: u64) -> ScheduleItem {
+        item.payload
+            .insert("pad".to_owned(), serde_json::Value::String(String::new()));
+        let bare = dynamo::schedule_item_size(&item);
+        let pad = "x".repeat(usize::try_from(bytes - bare).unwrap());
+        item.payload
+            .insert("pad".to_owned(), serde_json::Value::String(pad));
+        assert_eq!(dynamo::schedule_item_size(&item), bytes);
+        item
+    }
+
+    #[tokio::test]
+    async fn the_twin_bills_a_known_sequence_exactly() {
+        let now = Timestamp::parse("2026-11-26T00:00:00Z").unwrap();
+        let store = InMemoryScheduleStore::new(4);
+        let item = sized(item_at("2026-11-26T01:00:00Z", now), 1024);
+
+        // A 1 KB item: 1 WRU, and one index entry added.
+        assert!(store.create_if_absent(&item).await.unwrap());
+        let u = store.usage().snapshot();
+        assert_eq!((u.total.table_wru, u.total.index_writes), (1.0, 1));
+
+        // PENDING -> QUEUED adds `queued_at` (9 + 20 bytes) and shortens `status` and
+        // `status_shard` by one byte each: the after image is 1051 bytes, so 2 WRU; the
+        // index entry moves from PENDING#nn to QUEUED#nn: 2 writes.
+        let queued = StatusChange::transition(Status::Pending, Status::Queued, now).unwrap();
+        assert!(store.change_status(&item.key, &queued).await.unwrap());
+        let stored = store.get(&item.key).await.unwrap().unwrap();
+        assert_eq!(dynamo::schedule_item_size(&stored), 1024 + 29 - 2);
+        let u = store.usage().snapshot();
+        assert_eq!(u.operations["UpdateItem"].table_wru, 2.0);
+        assert_eq!(u.operations["UpdateItem"].index_writes, 2);
+
+        // A failed conditional put is billed on the larger image (1051 bytes): 2 WRU,
+        // and the index is left alone.
+        assert!(!store.create_if_absent(&item).await.unwrap());
+        let u = store.usage().snapshot();
+        assert_eq!(u.operations["PutItem"].calls, 2);
+        assert_eq!(u.operations["PutItem"].table_wru, 1.0 + 2.0);
+        assert_eq!(u.operations["PutItem"].index_writes, 1);
+
+        // A strongly consistent query of the day: 1051 bytes, 1 RRU; the GSI query of the
+        // QUEUED shard is eventually consistent: 0.5 RRU; the `get` above 1 RRU.
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+        let page =
+            crate::ports::ScheduleBrowse::occurrences_page(&store, &item.tenant_id, day, 10, None)
+                .await
+                .unwrap();
+        assert_eq!(page.items.len(), 1);
+        let shard = stored.status_shard.clone().unwrap();
+        let far = Timestamp::parse("2026-11-27T00:00:00Z").unwrap();
+        let due = store.query_due_page(&shard, far, 10, None).await.unwrap();
+        assert_eq!(due.items.len(), 1);
+        let u = store.usage().snapshot();
+        assert_eq!(u.operations["Query"].rru, 1.0 + 0.5);
+        assert_eq!(u.operations["GetItem"].rru, 1.0);
+        assert_eq!(u.total.table_wru, 5.0);
+        assert_eq!(u.total.index_writes, 3);
+        assert_eq!(u.total.calls, 6);
+    }
+
+    #[tokio::test]
+    async fn a_status_change_costs_one_unit_whatever_the_payload() {
+        let now = Timestamp::parse("2026-11-26T00:00:00Z").unwrap();
+        let mut wrus = Vec::new();
+        for bytes in [200, 4 * 1024, 64 * 1024] {
+            let store = InMemoryScheduleStore::new(4);
+            let mut first = item_at("2026-11-26T01:00:00Z", now);
+            first.payload.insert(
+                "blob".to_owned(),
+                serde_json::Value::String("x".repeat(bytes)),
+            );
+            let mut second = first.clone();
+            second.scheduled_time = Timestamp::parse("2026-11-26T02:00:00Z").unwrap();
+            second.key = ScheduleKey::new(
+                &second.tenant_id,
+                second.scheduled_time,
+                &second.device_workflow_step_id,
+            );
+            assert_eq!(
+                store.materialize(&first).await.unwrap(),
+                Materialized::Created
+            );
+            assert_eq!(
+                store.materialize(&second).await.unwrap(),
+                Materialized::Created
+            );
+            let payload_items = store.payload_items();
+            if bytes > 1024 {
+                assert_eq!(
+                    payload_items.len(),
+                    1,
+                    "one payload item for both occurrences"
+                );
+                assert!(payload_items[0].1 > bytes as u64);
+            } else {
+                assert!(payload_items.is_empty(), "a small payload stays inline");
+            }
+            let before = store.usage().snapshot();
+            let queued = StatusChange::transition(Status::Pending, Status::Queued, now).unwrap();
+            assert!(store.change_status(&first.key, &queued).await.unwrap());
+            let after = store.usage().snapshot();
+            wrus.push(after.total.table_wru - before.total.table_wru);
+            // A replay of the scan: one small read, no write at all.
+            let replay = store.usage().snapshot();
+            assert_eq!(
+                store.materialize(&first).await.unwrap(),
+                Materialized::Unchanged
+            );
+            let replayed = store.usage().snapshot();
+            assert_eq!(replayed.total.table_wru, replay.total.table_wru, "{bytes}");
+            let stored = store.get(&first.key).await.unwrap().unwrap();
+            assert_eq!(store.payload(&stored).await.unwrap(), first.payload);
+        }
+        assert_eq!(wrus, vec![1.0, 1.0, 1.0]);
+    }
+
+    #[tokio::test]
+    async fn the_shard_count_is_written_only_when_it_grows() {
+        let store = InMemoryScheduleStore::new(16);
+        assert!(store.record_status_shards(16).await.unwrap());
+        // Every scheduler run records it again: no request once it is known recorded.
+        for _ in 0..5 {
+            assert!(!store.record_status_shards(16).await.unwrap());
+            assert!(!store.record_status_shards(8).await.unwrap());
+        }
+        assert!(store.record_status_shards(32).await.unwrap());
+        assert_eq!(store.max_status_shards().await.unwrap(), Some(32));
+        let u = store.usage().snapshot();
+        assert_eq!(u.operations["UpdateItem"].calls, 2);
+        assert_eq!(u.operations["UpdateItem"].table_wru, 2.0);
+    }
+
+    #[tokio::test]
+    async fn queues_bill_per_started_64kb_and_tally_empty_receives_apart() {
+        let clock = Arc::new(ManualClock::new("2026-11-26T00:00:00Z".parse().unwrap()));
+        let q = InMemoryQueue::new("q", clock, QueueSettings::default());
+        let msg = |i: usize, bytes: usize| OutgoingMessage {
+            id: i.to_string(),
+            body: "x".repeat(bytes),
+            delay: Duration::ZERO,
+        };
+        // Ten 1 KB messages: one SendMessageBatch, one billed request.
+        let ten: Vec<_> = (0..10).map(|i| msg(i, 1024)).collect();
+        DispatchQueue::send_batch(&q, &ten).await.unwrap();
+        // One body just over 64 KB: two billed requests.
+        DispatchQueue::send_batch(&q, &[msg(10, 64 * 1024 + 1)])
+            .await
+            .unwrap();
+        let got = q.receive(10, Duration::ZERO).await.unwrap();
+        let handles: Vec<&str> = got.iter().map(|m| m.receipt_handle.as_str()).collect();
+        assert_eq!(got.len(), 10, "at most ten per receive");
+        q.delete_batch(&handles);
+        assert_eq!(q.len(), 1, "the ten received are deleted in one request");
+        let big = q.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(big.len(), 1);
+        let empty = q.receive(10, Duration::ZERO).await.unwrap();
+        assert!(empty.is_empty(), "the big one is in flight");
+        let u = q.usage().snapshot();
+        assert_eq!(u.operations["SendMessageBatch"].calls, 2);
+        assert_eq!(u.operations["SendMessageBatch"].sqs_requests, 1 + 2);
+        assert_eq!(u.operations["ReceiveMessage"].calls, 2);
+        assert_eq!(u.operations["ReceiveMessage"].sqs_requests, 1 + 2);
+        assert_eq!(u.operations["DeleteMessageBatch"].sqs_requests, 1);
+        assert_eq!(u.operations[EMPTY_RECEIVE].calls, 1);
     }
 
     #[tokio::test]

@@ -20,6 +20,7 @@ use crate::model::TriggerMessage;
 use crate::ports::Clock;
 use crate::ports::{ActionSink, DispatchQueue, OutgoingMessage, ReceivedMessage, SendReport};
 use crate::retry::{RetryPolicy, retrying};
+use crate::usage::{OpUsage, Usage};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -42,6 +43,8 @@ pub struct SqsDispatchQueue {
     retry: RetryPolicy,
     /// What the waits between retries of a batch's failed entries wait on.
     clock: Arc<dyn Clock>,
+    /// Requests made, as SQS bills them (per started 64 KB of payload).
+    usage: Arc<Usage>,
 }
 
 impl std::fmt::Debug for SqsDispatchQueue {
@@ -60,7 +63,18 @@ impl SqsDispatchQueue {
             url: url.into(),
             retry: BATCH_RETRY,
             clock: Arc::new(SystemClock),
+            usage: Arc::new(Usage::new()),
         }
+    }
+
+    /// The same queue tallying its requests into `usage`.
+    pub fn with_usage(self, usage: Arc<Usage>) -> Self {
+        Self { usage, ..self }
+    }
+
+    /// Requests made, as SQS bills them.
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
     }
 
     /// The same queue retrying failed entries by `policy` (attempts per batch of 10).
@@ -142,6 +156,8 @@ impl SqsDispatchQueue {
                     .collect();
             }
         };
+        let bytes = chunk.iter().map(|m| m.body.len() as u64).sum();
+        self.usage.record("SendMessageBatch", OpUsage::sqs(bytes));
         match self
             .client
             .send_message_batch()
@@ -223,6 +239,12 @@ impl DispatchQueue for SqsDispatchQueue {
             .send()
             .await
             .map_err(|e| queue_error("ReceiveMessage", e))?;
+        let bytes = out
+            .messages()
+            .iter()
+            .map(|m| m.body().map_or(0, |b| b.len() as u64))
+            .sum();
+        self.usage.record("ReceiveMessage", OpUsage::sqs(bytes));
         Ok(out
             .messages()
             .iter()
@@ -240,6 +262,7 @@ impl DispatchQueue for SqsDispatchQueue {
     }
 
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        self.usage.record("DeleteMessage", OpUsage::sqs(0));
         self.client
             .delete_message()
             .queue_url(&self.url)
@@ -258,6 +281,8 @@ pub struct SqsActionSink {
     client: Client,
     url: String,
     fifo: bool,
+    /// Requests made, as SQS bills them (per started 64 KB of payload).
+    usage: Arc<Usage>,
 }
 
 impl SqsActionSink {
@@ -267,7 +292,18 @@ impl SqsActionSink {
             fifo: url.ends_with(".fifo"),
             client,
             url,
+            usage: Arc::new(Usage::new()),
         }
+    }
+
+    /// The same sink tallying its requests into `usage`.
+    pub fn with_usage(self, usage: Arc<Usage>) -> Self {
+        Self { usage, ..self }
+    }
+
+    /// Requests made, as SQS bills them.
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
     }
 }
 
@@ -346,6 +382,10 @@ impl SqsActionSink {
                     .collect();
             }
         };
+        // The bodies and their two attributes each (name, data type, value) are the billed payload.
+        let bytes: usize = entries.iter().map(|(_, m, body)| entry_size(m, body)).sum();
+        self.usage
+            .record("SendMessageBatch", OpUsage::sqs(bytes as u64));
         match self
             .client
             .send_message_batch()
@@ -476,6 +516,10 @@ impl ActionSink for SqsActionSink {
 
     async fn send(&self, message: &TriggerMessage) -> Result<(), QueueError> {
         let body = trigger_body(message)?;
+        self.usage.record(
+            "SendMessage",
+            OpUsage::sqs(entry_size(message, &body) as u64),
+        );
         let mut req = self
             .client
             .send_message()

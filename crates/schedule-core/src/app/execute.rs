@@ -610,6 +610,14 @@ impl<S: ScheduleStore, A: ActionSink, V: DeviceValidator, C: Clock> Executor<S, 
         }
         self.time_left_to_send(item.scheduled_time, msg)
             .map_err(ExecuteError::retry)?;
+        // A payload stored beside the occurrence is read once, ahead of the due moment.
+        let item = match self.store.payload(&item).await {
+            Ok(payload) => ScheduleItem { payload, ..item },
+            Err(source) => {
+                let key = key.to_string();
+                return Err(ExecuteError::Read { key, source }.retry());
+            }
+        };
         let mode = self.route(&item).await.map_err(ExecuteError::retry)?;
         if mode == TenantMode::Off {
             metrics.incr(Metric::TenantOff);

@@ -64,6 +64,9 @@ impl Validation {
     }
 }
 
+/// The action payload of an occurrence, as its definition carries it.
+pub type Payload = Map<String, Value>;
+
 /// One occurrence of a definition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduleItem {
@@ -79,7 +82,12 @@ pub struct ScheduleItem {
     /// Epoch seconds after which DynamoDB deletes the item.
     pub ttl: i64,
     pub definition_version: u64,
-    pub payload: Map<String, Value>,
+    /// The payload when it is carried on the item; empty when it is stored apart
+    /// (`payload_ref`): read it with [`crate::ports::ScheduleStore::payload`].
+    pub payload: Payload,
+    /// The sort key of the payload item, in the same partition, that holds this
+    /// occurrence's payload; `None`: the payload is carried on the item.
+    pub payload_ref: Option<String>,
     pub created_at: Timestamp,
     pub queued_at: Option<Timestamp>,
     pub executed_at: Option<Timestamp>,
@@ -130,6 +138,7 @@ impl ScheduleItem {
             ttl: at.plus(retention).epoch_seconds(),
             definition_version: def.version,
             payload: def.payload.clone(),
+            payload_ref: None,
             created_at: now,
             queued_at: None,
             executed_at: None,
@@ -153,6 +162,18 @@ impl ScheduleItem {
     pub fn with_device_validation(mut self, validation: Option<Validation>) -> Self {
         self.validation_result = validation;
         self
+    }
+
+    /// Whether [`crate::ports::ScheduleStore::materialize`] of `new` leaves this stored
+    /// occurrence exactly as it is: `new` is pre-judged (only ever created), or this one
+    /// already has `new`'s version or a newer one, or it is neither PENDING nor CANCELLED.
+    /// Each case stays true as the item moves on (versions only grow, and only CANCELLED
+    /// goes back to PENDING, with a newer version), so a read that finds it can stand in
+    /// for the conditional write.
+    pub fn left_alone_by(&self, new: &ScheduleItem) -> bool {
+        new.status != Status::Pending
+            || self.definition_version >= new.definition_version
+            || !matches!(self.status, Status::Pending | Status::Cancelled)
     }
 
     /// Whether a lease held by someone other than `owner` is still running at `now`.

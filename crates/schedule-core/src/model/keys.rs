@@ -37,11 +37,27 @@ pub struct ScheduleKey {
 const PK_SHAPE: &str = "TENANT#{tenant_id}#DATE#{yyyy-mm-dd}";
 const SK_SHAPE: &str = "TIME#{scheduled_time}#STEP#{device_workflow_step_id}";
 
+/// Every occurrence's sort key starts with this: a day's occurrences are read with
+/// `begins_with(SK, "TIME#")`, which leaves out the payload items beside them.
+pub const OCCURRENCE_SK_PREFIX: &str = "TIME#";
+/// Sort keys of payload items: a payload too large to keep on its occurrences is stored
+/// once per tenant, day, step and definition version, beside them in the same partition.
+pub const PAYLOAD_SK_PREFIX: &str = "PAYLOAD#";
+
 impl ScheduleKey {
     pub fn new(tenant: &TenantId, scheduled_time: Timestamp, step: &StepId) -> Self {
         Self {
             pk: Self::partition(tenant, scheduled_time.date()),
-            sk: format!("TIME#{scheduled_time}#STEP#{step}"),
+            sk: format!("{OCCURRENCE_SK_PREFIX}{scheduled_time}#STEP#{step}"),
+        }
+    }
+
+    /// The key of the payload item of `step` at definition `version` in this key's
+    /// partition: `PAYLOAD#{step}#{version}`, never a `TIME#` key.
+    pub fn payload_of(&self, step: &StepId, version: u64) -> Self {
+        Self {
+            pk: self.pk.clone(),
+            sk: format!("{PAYLOAD_SK_PREFIX}{step}#{version}"),
         }
     }
 

@@ -16,8 +16,10 @@ pub use definition::{
     format_span, parse_span,
 };
 pub use ids::{DeviceId, IdError, StepId, TenantId, WorkflowId};
-pub use item::{ExecutionId, ScheduleItem, StatusChange, TransitionError, Validation};
-pub use keys::{KeyError, ScheduleKey, StatusShard, shard_of};
+pub use item::{ExecutionId, Payload, ScheduleItem, StatusChange, TransitionError, Validation};
+pub use keys::{
+    KeyError, OCCURRENCE_SK_PREFIX, PAYLOAD_SK_PREFIX, ScheduleKey, StatusShard, shard_of,
+};
 pub use mode::{
     MODE_ATTR, MODE_SK, ModeParseError, SETTINGS_SK_PREFIX, TenantMode, TenantSetting,
     is_settings_row, mode_key,
