@@ -175,6 +175,8 @@ fn take_definition_fields(stored: &mut ScheduleItem, from: &ScheduleItem, shards
 pub struct InMemoryScheduleStore {
     shards: AtomicU16,
     table: Mutex<Table>,
+    /// The complete segments of each fanned-out scan run.
+    scan_runs: Mutex<HashMap<String, BTreeSet<u32>>>,
 }
 
 impl InMemoryScheduleStore {
@@ -182,6 +184,7 @@ impl InMemoryScheduleStore {
         Self {
             shards: AtomicU16::new(shards.max(1)),
             table: Mutex::new(Table::default()),
+            scan_runs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -440,6 +443,42 @@ impl ScheduleStore for InMemoryScheduleStore {
         }
         Ok(true)
     }
+
+    async fn existing(
+        &self,
+        keys: &[ScheduleKey],
+    ) -> Result<HashMap<ScheduleKey, crate::ports::Existing>, StoreError> {
+        let t = lock(&self.table);
+        Ok(keys
+            .iter()
+            .filter_map(|k| {
+                t.items.get(k).map(|item| {
+                    (
+                        k.clone(),
+                        crate::ports::Existing {
+                            status: item.status,
+                            definition_version: item.definition_version,
+                        },
+                    )
+                })
+            })
+            .collect())
+    }
+}
+
+impl crate::ports::ScanRuns for InMemoryScheduleStore {
+    async fn segment_done(
+        &self,
+        run_id: &str,
+        segment: u32,
+        _total_segments: u32,
+        _expires: Timestamp,
+    ) -> Result<u32, StoreError> {
+        let mut runs = lock(&self.scan_runs);
+        let done = runs.entry(run_id.to_owned()).or_default();
+        done.insert(segment);
+        Ok(u32::try_from(done.len()).unwrap_or(u32::MAX))
+    }
 }
 
 fn decode_index_cursor(shard: &StatusShard, c: &Cursor) -> Result<IndexKey, StoreError> {
@@ -536,14 +575,18 @@ impl DefinitionSource for InMemoryDefinitionSource {
         let mut page = Vec::new();
         let mut last = None;
         let mut more = false;
-        for (key, value) in rows.iter() {
+        // From just after the cursor, as DynamoDB resumes from `ExclusiveStartKey`: a page
+        // costs its own rows, not every row before it.
+        let start = match &after {
+            Some(a) => std::ops::Bound::Excluded(a),
+            None => std::ops::Bound::Unbounded,
+        };
+        for (key, value) in rows.range((start, std::ops::Bound::Unbounded)) {
             if crate::model::is_settings_row(&key.1) {
                 // Settings rows (a tenant's mode) share the table; they are no definitions.
                 continue;
             }
-            if after.as_ref().is_some_and(|a| key <= a)
-                || segment_of(key, total_segments.max(1)) != segment
-            {
+            if segment_of(key, total_segments.max(1)) != segment {
                 continue;
             }
             if page.len() == MEMORY_SCAN_PAGE {
