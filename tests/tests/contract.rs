@@ -51,4 +51,6 @@ contract_cases!(
     sweeps_of_stuck_queued_items_are_conditional,
     operator_reads_a_tenants_day_and_deletes_definitions,
     tenant_modes_round_trip_and_stay_out_of_the_scan,
+    existing_reads_which_occurrences_are_stored,
+    scan_run_segments_count_once,
 );

@@ -852,7 +852,9 @@ impl crate::ports::ScanRuns for DynamoScheduleStore {
             .expression_attribute_values(":segment", AttributeValue::Ns(vec![segment.to_string()]))
             .expression_attribute_values(":total", n(total_segments))
             .expression_attribute_values(":ttl", n(expires.epoch_seconds()))
-            .return_values(ReturnValue::UpdatedNew)
+            // The whole new item: an ADD that changed nothing (a segment recorded again) is
+            // still answered with the set.
+            .return_values(ReturnValue::AllNew)
             .send()
             .await
             .map_err(|e| store_error("UpdateItem", e))?;
