@@ -2,6 +2,8 @@
 //! write at all, and a definition whose version changed has only its own occurrences
 //! written again.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
