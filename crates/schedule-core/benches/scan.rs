@@ -1,7 +1,7 @@
 //! The scanner at scale: `cargo bench -p schedule-core --bench scan`. Prints figures; asserts
 //! nothing about time.
 //!
-//! - `scan_twin`: one inline run over 100k and 1M definitions in the embedded twin, into a
+//! - `scan_twin`: one inline run over 100k and 1M (`SCAN_TWIN_SIZES`) definitions in the embedded twin, into a
 //!   store that only counts. divan's allocation profiler reports `max alloc`: the most
 //!   bytes the run held at once (the table itself is built outside the measured run), and
 //!   the items counter the definitions per second.
@@ -218,8 +218,16 @@ fn print_report(what: &str, report: &ScanReport, took: Duration) {
     );
 }
 
+/// Table sizes of `scan_twin`: `SCAN_TWIN_SIZES` (comma separated), 100k and 1M by default.
+fn twin_sizes() -> Vec<u64> {
+    std::env::var("SCAN_TWIN_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![100_000, 1_000_000])
+}
+
 /// One inline run over `n` definitions of the twin (4 segments, read in turn).
-#[divan::bench(args = [100_000, 1_000_000], sample_count = 1, sample_size = 1)]
+#[divan::bench(args = twin_sizes(), sample_count = 1, sample_size = 1)]
 fn scan_twin(bencher: Bencher, n: u64) {
     bencher
         .counter(ItemsCount::new(n))
