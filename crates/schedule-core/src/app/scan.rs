@@ -342,7 +342,6 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
                     request,
                     (segment, total),
                     None,
-                    false,
                     stop,
                     &mut state,
                     &mut report,
@@ -391,7 +390,6 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
                 &request,
                 (task.segment, task.total_segments),
                 task.cursor.clone().map(Cursor),
-                true,
                 stop,
                 &mut state,
                 &mut report,
@@ -521,16 +519,15 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
     }
 
     /// The pages of one segment from `cursor`, each read, expanded and written before the
-    /// next is read. With `checkpoint`, stops before a page that would not finish before
-    /// the deadline (judged by the slowest page so far), and after a page the deadline cut,
-    /// answering where to resume; the first page is always tried.
+    /// next is read. Stops before a page that would not finish before the deadline (judged
+    /// by the slowest page so far), and after a page the deadline cut, answering where to
+    /// resume; the first page is always tried.
     #[allow(clippy::too_many_arguments)]
     async fn scan_segment(
         &self,
         request: &ScanRequest,
         (segment, total): (u32, u32),
         mut cursor: Option<Cursor>,
-        checkpoint: bool,
         stop: Deadline,
         state: &mut RunState,
         report: &mut ScanReport,
@@ -541,8 +538,9 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         let mut first = true;
         loop {
             let page_start = self.clock.now();
-            // A task's first page is always tried, so every continuation makes progress.
-            if stop.near(page_start + slowest) && !(first && checkpoint) {
+            // A segment's first page is always tried: a continuation makes progress, and a
+            // run out of time still says what it left (its items count as not written).
+            if !first && stop.near(page_start + slowest) {
                 return Ok(SegmentEnd::StoppedAt(cursor));
             }
             first = false;
