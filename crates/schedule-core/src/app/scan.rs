@@ -23,8 +23,26 @@
 //! fires late, the rest is recorded MISSED. A backfill (`{"from", "to"}`)
 //! covers exactly its range.
 //!
+//! **Pages, not the table.** A run streams the definitions scan: each page is selected,
+//! expanded, validated and written before the next page is read, so memory holds one page
+//! (and a bounded memory of the devices already asked about), whatever the table size.
+//! Before writing, one cheap read ([`ScheduleStore::existing`]) of a chunk's keys finds the
+//! occurrences already stored: only the missing ones, and those stored PENDING or CANCELLED
+//! at an older definition version, are written, so a re-run writes nothing it need not (a
+//! conditional write that fails is billed as a write).
+//!
+//! **Segments and checkpoints.** The definitions scan has `segments` parallel-scan
+//! segments. Inline ([`Scanner::run`]) one invocation reads them all in turn. Fanned out
+//! ([`Scanner::fan_out`]) each segment becomes a [`SegmentTask`] on the segment queue; a
+//! worker ([`Scanner::work_segment`]) runs one, and when its deadline nears, before a page
+//! it would not finish, sends a continuation carrying the checkpoint (the cursor of the
+//! first page not done) and acknowledges. A page cut by the deadline is done again by the
+//! continuation; the existing-read makes that free of duplicate writes. A finished segment
+//! is recorded on the run ([`ScanRuns::segment_done`], idempotent); the worker that finishes
+//! the last one records the horizon, so a half-done run is never taken for complete.
+//!
 //! **Devices.** Each distinct (tenant, device) is validated once per run, `concurrency` at
-//! a time, the phase bounded to a share of the time left. The answer is recorded on the
+//! a time, all pages together spending at most a share of the time left. The answer is recorded on the
 //! item (`validation_result`) but never decides its status: an inactive device's steps stay
 //! PENDING and the executor asks again at the due time (SKIPPED then, or fired if the
 //! device was activated meanwhile). A registry that cannot answer — down, slow, misconfigured
