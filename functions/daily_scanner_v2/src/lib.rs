@@ -390,6 +390,47 @@ mod tests {
         assert_eq!(backfill.tenant.unwrap().as_str(), "acme");
     }
 
+    /// The sample segment task event (`cargo lambda invoke --data-file`) is worked by the
+    /// handler: its one segment of two is done, acknowledged, the run not yet complete.
+    #[tokio::test]
+    async fn the_sample_segment_task_is_worked_and_acknowledged() {
+        use schedule_core::adapters::memory::{InMemoryQueue, QueueSettings};
+        use schedule_core::embedded::{Embedded, EmbeddedSettings};
+        let world = Embedded::new(
+            "2026-11-26T00:00:03Z".parse().unwrap(),
+            EmbeddedSettings::default(),
+        );
+        let queue = InMemoryQueue::new(
+            "scan-segment",
+            world.clock.clone(),
+            QueueSettings::default(),
+        );
+        let answer = handle_event(
+            &world.scanner,
+            Some(&queue),
+            &event("daily_scanner_v2_segment.json"),
+            None,
+            &world.metrics,
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+        assert!(queue.is_empty(), "no continuation without a deadline");
+        assert_eq!(world.memory_store.scan_horizon().await.unwrap(), None);
+        // Without a segment queue the function refuses segment tasks, naming why.
+        let refused = handle_event(
+            &world.scanner,
+            None::<&InMemoryQueue>,
+            &event("daily_scanner_v2_segment.json"),
+            None,
+            &world.metrics,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("SCAN_SEGMENT_QUEUE_URL"), "{refused}");
+    }
+
     /// The daily run's heartbeat is written once per complete daily scan; a backfill
     /// writes none, so it cannot hide a daily scan that did not run.
     #[tokio::test]
