@@ -10,7 +10,8 @@
 //!   worked by `SIM_WORKERS` concurrent workers with a `SIM_TIMEOUT_S` (900 s) deadline each,
 //!   on tokio's paused clock: every DynamoDB and SQS call costs a modelled latency, and the
 //!   scanner's own CPU a modelled time per definition (calibrated here, scaled to a 512 MB
-//!   Lambda's share of a vCPU). Prints the simulated duration, tasks and continuations.
+//!   Lambda's share of a vCPU; `SIM_CPU_US` gives it instead). Prints the simulated
+//!   duration, tasks and continuations.
 
 // A benchmark is a harness: a broken fixture should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -352,7 +353,12 @@ fn fan_out_simulated() {
     let workers = env("SIM_WORKERS", 16) as usize;
     let timeout = Duration::from_secs(env("SIM_TIMEOUT_S", 900));
     let lambda_memory_mb = env("SIM_LAMBDA_MB", 512);
-    let here = calibrate();
+    // `SIM_CPU_US`: the CPU per definition measured elsewhere (e.g. by `scan_twin` on an idle
+    // machine); unset, it is measured here first.
+    let here = std::env::var("SIM_CPU_US")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or_else(calibrate, |us| Duration::from_secs_f64(us / 1e6));
     // Lambda gives a function one vCPU at 1,769 MB, proportionally less below.
     let cpu = here * 1769 / lambda_memory_mb as u32;
     let (scan_ms, batch_get_ms, write_ms) = (50, 10, 6);
