@@ -30,6 +30,7 @@ use schedule_core::ports::{
 };
 use schedule_core::validation_cache::CachedValidator;
 use serde_json::Value;
+use tracing::Instrument;
 
 pub type AwsScanner = Scanner<
     DynamoDefinitionSource,
@@ -323,31 +324,10 @@ where
     for record in &batch.records {
         let message_id = record.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!("segment_task", message_id = %message_id);
-        let _entered = span.enter();
         let body = record.body.as_deref().unwrap_or_default();
-        let acknowledged = match SegmentTask::parse(body) {
-            Err(e) => {
-                tracing::error!(field = e.field, value = %e.value, reason = %e.reason, "malformed segment task; left for the DLQ");
-                false
-            }
-            Ok(task) => match scanner.work_segment(&task, queue, deadline, metrics).await {
-                Ok(SegmentWork::Done {
-                    run_complete: true,
-                    horizon_recorded: Some(_),
-                    ..
-                }) if task.kind != ScanKind::Backfill => {
-                    // The heartbeat of a complete scheduled run, written once: by the
-                    // worker that completed its last segment.
-                    metrics.incr(Metric::DailyScanCompleted);
-                    true
-                }
-                Ok(_) => true,
-                Err(e) => {
-                    schedule_core::logging::error_chain("segment task failed", &e);
-                    false
-                }
-            },
-        };
+        let acknowledged = work_one_task(scanner, queue, body, deadline, metrics)
+            .instrument(span)
+            .await;
         if !acknowledged {
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = message_id;
@@ -355,6 +335,47 @@ where
         }
     }
     response
+}
+
+/// One segment task: `true` when it is done or continued (acknowledge it).
+async fn work_one_task<D, S, V, C, Q>(
+    scanner: &Scanner<D, S, V, C>,
+    queue: &Q,
+    body: &str,
+    deadline: Option<DateTime<Utc>>,
+    metrics: &Metrics,
+) -> bool
+where
+    D: DefinitionSource,
+    S: ScheduleStore + ScanRuns,
+    V: DeviceValidator,
+    C: Clock,
+    Q: DispatchQueue,
+{
+    let task = match SegmentTask::parse(body) {
+        Ok(task) => task,
+        Err(e) => {
+            tracing::error!(field = e.field, value = %e.value, reason = %e.reason, "malformed segment task; left for the DLQ");
+            return false;
+        }
+    };
+    match scanner.work_segment(&task, queue, deadline, metrics).await {
+        Ok(SegmentWork::Done {
+            run_complete: true,
+            horizon_recorded: Some(_),
+            ..
+        }) if task.kind != ScanKind::Backfill => {
+            // The heartbeat of a complete scheduled run, written once: by the worker that
+            // completed its last segment.
+            metrics.incr(Metric::DailyScanCompleted);
+            true
+        }
+        Ok(_) => true,
+        Err(e) => {
+            schedule_core::logging::error_chain("segment task failed", &e);
+            false
+        }
+    }
 }
 
 #[cfg(test)]
