@@ -19,7 +19,9 @@ use serde_json::Value;
 
 /// What a contract case needs from a backend.
 pub trait Backend: Send + Sync {
-    type Store: ScheduleStore + schedule_core::ports::ScheduleBrowse;
+    type Store: ScheduleStore
+        + schedule_core::ports::ScheduleBrowse
+        + schedule_core::ports::ScanRuns;
     type Defs: DefinitionSource
         + schedule_core::ports::DefinitionAdmin
         + schedule_core::ports::TenantModes;

@@ -1386,3 +1386,81 @@ pub async fn large_payloads_are_stored_once_beside_small_occurrences<B: Backend>
     assert_eq!(small_stored, small);
     assert_eq!(store.payload(&small_stored).await.unwrap(), small.payload);
 }
+
+/// `existing` answers exactly the stored occurrences among the keys asked (more than one
+/// `BatchGetItem` of 100 keys, a key asked twice), with their status and version.
+pub async fn existing_reads_which_occurrences_are_stored<B: Backend>(b: &B) {
+    let store = b.store(16).await;
+    let mut keys = Vec::new();
+    let mut stored = std::collections::HashMap::new();
+    for i in 0..250 {
+        let at = format!("2026-11-26T{:02}:{:02}:00Z", i / 60, i % 60);
+        let mut it = item("acme", &format!("s{i}"), &at, 16);
+        keys.push(it.key.clone());
+        if i % 5 < 3 {
+            it.definition_version = 1 + (i % 3) as u64;
+            store.create_if_absent(&it).await.unwrap();
+            let mut status = Status::Pending;
+            if i % 50 == 0 {
+                store
+                    .cancel(&it.key, it.definition_version + 1, "changed")
+                    .await
+                    .unwrap();
+                status = Status::Cancelled;
+            } else if i % 50 == 1 {
+                store
+                    .change_status(&it.key, &change(Status::Pending, Status::Queued))
+                    .await
+                    .unwrap();
+                status = Status::Queued;
+            }
+            stored.insert(it.key.clone(), (status, it.definition_version));
+        }
+    }
+    keys.push(keys[0].clone());
+    let found = store.existing(&keys).await.unwrap();
+    let found: std::collections::HashMap<_, _> = found
+        .into_iter()
+        .map(|(k, e)| (k, (e.status, e.definition_version)))
+        .collect();
+    assert_eq!(found.len(), 150, "{}", b.name());
+    assert_eq!(found, stored, "{}", b.name());
+    assert!(store.existing(&[]).await.unwrap().is_empty());
+    let pending = schedule_core::ports::Existing {
+        status: Status::Pending,
+        definition_version: 2,
+    };
+    assert!(pending.would_change(3) && !pending.would_change(2));
+    let queued = schedule_core::ports::Existing {
+        status: Status::Queued,
+        definition_version: 1,
+    };
+    assert!(!queued.would_change(9));
+}
+
+/// A fanned-out run's segments count once each, whatever the redeliveries, per run.
+pub async fn scan_run_segments_count_once<B: Backend>(b: &B) {
+    use schedule_core::ports::ScanRuns;
+    let store = b.store(16).await;
+    let expires = ts("2026-12-04T00:00:00Z");
+    let run = "full/2026-11-26T00:00:00Z/2026-11-27T01:00:00Z/*/3";
+    assert_eq!(store.segment_done(run, 0, 3, expires).await.unwrap(), 1);
+    assert_eq!(
+        store.segment_done(run, 0, 3, expires).await.unwrap(),
+        1,
+        "{}",
+        b.name()
+    );
+    assert_eq!(store.segment_done(run, 2, 3, expires).await.unwrap(), 2);
+    assert_eq!(
+        store.segment_done("another", 1, 3, expires).await.unwrap(),
+        1
+    );
+    assert_eq!(store.segment_done(run, 1, 3, expires).await.unwrap(), 3);
+    assert_eq!(store.segment_done(run, 2, 3, expires).await.unwrap(), 3);
+    assert_eq!(
+        store.scan_horizon().await.unwrap(),
+        None,
+        "the run item is not the horizon"
+    );
+}

@@ -53,4 +53,6 @@ contract_cases!(
     operator_reads_a_tenants_day_and_deletes_definitions,
     tenant_modes_round_trip_and_stay_out_of_the_scan,
     large_payloads_are_stored_once_beside_small_occurrences,
+    existing_reads_which_occurrences_are_stored,
+    scan_run_segments_count_once,
 );

@@ -26,6 +26,7 @@ mod registry;
 mod retry_layer;
 mod safety_net_emulator;
 mod safety_net_memory;
+mod scan_fanout;
 mod scan_reliability;
 mod sim;
 mod sync_emulator;

@@ -152,6 +152,85 @@ fn queues_match_the_code() {
     );
 }
 
+/// The scan segment queue: one task per invocation with partial batch responses, a
+/// visibility of six scanner timeouts, a DLQ after the receives the code assumes, an alarm
+/// on that DLQ, the worker concurrency a parameter, and the scanner told the queue's URL
+/// and the segment count.
+#[test]
+fn the_scan_segment_queue_feeds_the_scanner_and_parks_failures() {
+    use schedule_core::limits::{SCAN_SEGMENT_MAX_RECEIVE_COUNT, SCAN_SEGMENT_VISIBILITY_TIMEOUT};
+    let t = template();
+    let q = resource(&t, "ScanSegmentQueue");
+    assert_eq!(
+        num(&q["VisibilityTimeout"]),
+        SCAN_SEGMENT_VISIBILITY_TIMEOUT.as_secs()
+    );
+    let scanner = resource(&t, "DailyScannerFunction");
+    assert!(num(&scanner["Timeout"]) * 6 <= SCAN_SEGMENT_VISIBILITY_TIMEOUT.as_secs());
+    assert_eq!(
+        num(&q["RedrivePolicy"]["maxReceiveCount"]),
+        u64::from(SCAN_SEGMENT_MAX_RECEIVE_COUNT)
+    );
+    assert_eq!(
+        target_of(&q["RedrivePolicy"]["deadLetterTargetArn"]),
+        Some((
+            "GetAtt".to_owned(),
+            "ScanSegmentDeadLetterQueue.Arn".to_owned()
+        ))
+    );
+    let dlq = resource(&t, "ScanSegmentDeadLetterQueue");
+    assert_eq!(num(&dlq["MessageRetentionPeriod"]), DLQ_RETENTION.as_secs());
+
+    let source = &scanner["Events"]["SegmentTasks"];
+    assert_eq!(source["Type"].as_str(), Some("SQS"));
+    let p = &source["Properties"];
+    assert_eq!(
+        target_of(&p["Queue"]),
+        Some(("GetAtt".to_owned(), "ScanSegmentQueue.Arn".to_owned()))
+    );
+    assert_eq!(num(&p["BatchSize"]), 1);
+    assert_eq!(
+        p["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    assert!(is_ref(
+        &p["ScalingConfig"]["MaximumConcurrency"],
+        "ScanWorkerMaximumConcurrency"
+    ));
+    let vars = &scanner["Environment"]["Variables"];
+    assert!(is_ref(&vars["SCAN_SEGMENT_QUEUE_URL"], "ScanSegmentQueue"));
+    assert!(is_ref(&vars["SCAN_SEGMENTS"], "ScanSegments"));
+    // The parameter's range is the one the code accepts.
+    let segments = &t["Parameters"]["ScanSegments"];
+    assert_eq!(
+        (num(&segments["MinValue"]), num(&segments["MaxValue"])),
+        (1, 1000)
+    );
+
+    // The scanner sends to and reads from this queue only.
+    for s in statements(&t, "DailyScannerRole") {
+        if strings(&s["Action"]).iter().any(|a| a.starts_with("sqs:")) {
+            assert_eq!(
+                target_of(&s["Resource"]),
+                Some(("GetAtt".to_owned(), "ScanSegmentQueue.Arn".to_owned())),
+                "{s:?}"
+            );
+        }
+    }
+
+    let alarm = resource(&t, "ScanSegmentDlqNotEmpty");
+    assert_eq!(alarm["Namespace"].as_str(), Some("AWS/SQS"));
+    assert_eq!(
+        alarm["MetricName"].as_str(),
+        Some("ApproximateNumberOfMessagesVisible")
+    );
+    assert!(
+        format!("{:?}", alarm["Dimensions"]).contains("ScanSegmentDeadLetterQueue"),
+        "the alarm watches the segment DLQ"
+    );
+    assert_eq!(num(&alarm["Threshold"]), 0);
+}
+
 #[test]
 fn parameter_defaults_match_the_code() {
     let t = template();
@@ -779,10 +858,15 @@ fn each_function_has_a_role_with_only_the_calls_it_makes() {
         (
             "DailyScanner",
             &[
+                "dynamodb:BatchGetItem",
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:Scan",
                 "dynamodb:UpdateItem",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ReceiveMessage",
+                "sqs:SendMessage",
             ],
         ),
         (

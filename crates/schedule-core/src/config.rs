@@ -217,6 +217,9 @@ pub struct ScannerConfig {
     pub validation: ValidationConfig,
     pub scan: crate::app::scan::ScanSettings,
     pub modes: ModesConfig,
+    /// `SCAN_SEGMENT_QUEUE_URL`: where a scheduled run sends its segment tasks (and a
+    /// segment task its continuation). Unset: every run is done inline, in one invocation.
+    pub segment_queue_url: Option<String>,
 }
 
 impl ScannerConfig {
@@ -229,7 +232,9 @@ impl ScannerConfig {
         let scan = crate::app::scan::ScanSettings {
             overlap: env.span("SCAN_OVERLAP", defaults.overlap)?,
             catch_up: env.span("SCAN_CATCH_UP", defaults.catch_up)?,
-            segments: env.number("SCAN_SEGMENTS", u64::from(defaults.segments), 1..=64)? as u32,
+            // DynamoDB allows up to 1,000,000 segments; a thousand tasks is already far more
+            // than a run of tens of millions of definitions needs.
+            segments: env.number("SCAN_SEGMENTS", u64::from(defaults.segments), 1..=1000)? as u32,
             concurrency: env.number("SCAN_CONCURRENCY", defaults.concurrency as u64, 1..=256)?
                 as usize,
             retention: store.retention,
@@ -243,6 +248,9 @@ impl ScannerConfig {
             store,
             scan,
             modes: ModesConfig::from_env(env)?,
+            segment_queue_url: env
+                .optional("SCAN_SEGMENT_QUEUE_URL")
+                .filter(|u| !u.is_empty()),
         })
     }
 }

@@ -56,6 +56,12 @@ pub const EXECUTION_RETENTION: Duration = Duration::from_secs(86_400);
 /// The DLQ keeps messages for the longest SQS allows, 14 days.
 pub const DLQ_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 
+/// Receives of a scan segment task before SQS moves it to the segment DLQ.
+pub const SCAN_SEGMENT_MAX_RECEIVE_COUNT: u32 = 3;
+/// Visibility timeout of the scan segment queue: six times the scanner's 900 s timeout,
+/// as AWS advises for Lambda event sources.
+pub const SCAN_SEGMENT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(5400);
+
 /// Attribute names of the schedule table that appear in its key schema.
 pub mod attr {
     pub const PK: &str = "PK";

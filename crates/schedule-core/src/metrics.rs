@@ -102,6 +102,9 @@ metrics! {
         /// A daily scan (not a backfill) that wrote its whole window: the heartbeat the
         /// "scanner did not run" alarm waits for.
         DailyScanCompleted,
+        /// Segment tasks of a fanned-out scan cut by their deadline and continued from their
+        /// checkpoint by a new task.
+        ScanContinuations,
         /// A scheduler run that finished without an error: the heartbeat the "scheduler is
         /// not running" alarm waits for.
         SchedulerRunSucceeded,

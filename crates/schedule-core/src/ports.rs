@@ -188,6 +188,85 @@ pub trait ScheduleStore: Send + Sync {
         sweep: &Sweep,
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Which of `keys` already exist, with what a writer needs to know to leave them
+    /// alone: their status and definition version. An eventually consistent read, as cheap
+    /// as the store allows (DynamoDB: `BatchGetItem` of the keys and those two attributes,
+    /// 100 keys a request, unprocessed keys asked again through [`retrying`]); keys without
+    /// an item are absent from the answer.
+    ///
+    /// A stale answer is safe for the scanner: an occurrence is never deleted inside its
+    /// window (only TTL removes it, long after), and its version and status only move
+    /// forward, so an item seen present is present, at that version or a newer one. An
+    /// item missed by a stale read is written through [`Self::materialize`], whose
+    /// condition leaves it alone.
+    ///
+    /// The default reads each key with [`Self::get`]; stores override it with a batch.
+    fn existing(
+        &self,
+        keys: &[ScheduleKey],
+    ) -> impl Future<Output = Result<HashMap<ScheduleKey, Existing>, StoreError>> + Send {
+        async move {
+            let mut found = HashMap::new();
+            for key in keys {
+                if let Some(item) = self.get(key).await? {
+                    found.insert(
+                        key.clone(),
+                        Existing {
+                            status: item.status,
+                            definition_version: item.definition_version,
+                        },
+                    );
+                }
+            }
+            Ok(found)
+        }
+    }
+}
+
+/// What [`ScheduleStore::existing`] tells of one stored occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Existing {
+    pub status: Status,
+    pub definition_version: u64,
+}
+
+impl Existing {
+    /// Whether [`ScheduleStore::materialize`] of a PENDING occurrence of
+    /// `definition_version` would change this stored one: only a PENDING or CANCELLED
+    /// occurrence of an older version is taken over; anything else is left alone.
+    pub fn would_change(&self, definition_version: u64) -> bool {
+        matches!(self.status, Status::Pending | Status::Cancelled)
+            && self.definition_version < definition_version
+    }
+}
+
+/// The progress of fanned-out scan runs: which segments of a run are complete, so the
+/// horizon is recorded by the one that completes the last, and only then.
+pub trait ScanRuns: Send + Sync {
+    /// Records that `segment` of run `run_id` (of `total_segments`) is complete, and
+    /// answers how many distinct segments of the run are complete now. Idempotent: a
+    /// segment recorded twice (a redelivered task) counts once. The record of the run
+    /// expires at `expires` (it is bookkeeping only).
+    fn segment_done(
+        &self,
+        run_id: &str,
+        segment: u32,
+        total_segments: u32,
+        expires: Timestamp,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+}
+
+impl<T: ScanRuns + ?Sized> ScanRuns for std::sync::Arc<T> {
+    fn segment_done(
+        &self,
+        run_id: &str,
+        segment: u32,
+        total_segments: u32,
+        expires: Timestamp,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send {
+        (**self).segment_done(run_id, segment, total_segments, expires)
+    }
 }
 
 /// What the scheduler's sweep does with one stuck QUEUED occurrence.
@@ -656,6 +735,13 @@ impl<T: ScheduleStore + ?Sized> ScheduleStore for std::sync::Arc<T> {
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).sweep_queued(key, seen_queued_at, sweep, now)
+    }
+
+    fn existing(
+        &self,
+        keys: &[ScheduleKey],
+    ) -> impl Future<Output = Result<HashMap<ScheduleKey, Existing>, StoreError>> + Send {
+        (**self).existing(keys)
     }
 }
 

@@ -3,20 +3,34 @@
 //! daily `{}` / `{"mode": "full"}` (from the earlier of the horizon and now) — or a backfill
 //! request: `{"from": "2026-11-26T00:00:00Z", "to": "2026-11-27T00:00:00Z", "tenant_id": "acme"}`.
 //! Any other payload without a range (an EventBridge event) is a full run.
+//!
+//! **Fan-out.** With a segment queue (`SCAN_SEGMENT_QUEUE_URL`) and `SCAN_SEGMENTS` above
+//! one, a run is split into one task per segment of the definitions scan, sent to the
+//! segment queue; the same binary, invoked by that queue (an SQS batch), runs one segment
+//! per task, continues a segment cut by its deadline through a new task carrying its
+//! checkpoint, and the worker that completes the last segment records the horizon. Without
+//! a queue every run is done inline, in one invocation.
 
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use schedule_core::adapters::clock::SystemClock;
 use schedule_core::adapters::dynamo::{DynamoDefinitionSource, DynamoScheduleStore};
 use schedule_core::adapters::http_validator::RegistryValidator;
+use schedule_core::adapters::sqs::SqsDispatchQueue;
 use schedule_core::app::AppError;
-use schedule_core::app::scan::{ScanKind, ScanReport, ScanRequest, ScanSettings, Scanner};
+use schedule_core::app::scan::{
+    ScanKind, ScanReport, ScanRequest, ScanSettings, Scanner, SegmentTask, SegmentWork,
+};
 use schedule_core::config::ScannerConfig;
 use schedule_core::error::ConfigError;
 use schedule_core::metrics::{Metric, Metrics};
 use schedule_core::model::{TenantId, Timestamp};
-use schedule_core::ports::{Clock, DefinitionSource, DeviceValidator, ScheduleStore};
+use schedule_core::ports::{
+    Clock, DefinitionSource, DeviceValidator, DispatchQueue, ScanRuns, ScheduleStore,
+};
 use schedule_core::validation_cache::CachedValidator;
 use serde_json::Value;
+use tracing::Instrument;
 
 pub type AwsScanner = Scanner<
     DynamoDefinitionSource,
@@ -37,8 +51,19 @@ pub enum ScanFailure {
     App(#[from] AppError),
     /// Nothing is lost — the run is idempotent — but the window is not fully written; the
     /// invocation fails so EventBridge retries it.
-    #[error("scan incomplete: {} write errors, {} occurrences not written before the deadline", .0.write_errors, .0.not_written)]
+    #[error("scan incomplete: {} write errors, {} occurrences not written before the deadline, {} segments not read to their end", .0.write_errors, .0.not_written, .0.segments_unfinished)]
     Incomplete(Box<ScanReport>),
+}
+
+/// The segment queue a scanner sends tasks and continuations to, when one is configured.
+pub fn segment_queue(
+    config: &ScannerConfig,
+    sdk: &aws_config::SdkConfig,
+) -> Option<SqsDispatchQueue> {
+    config
+        .segment_queue_url
+        .as_ref()
+        .map(|url| SqsDispatchQueue::new(aws_sdk_sqs::Client::new(sdk), url))
 }
 
 pub fn build(
@@ -208,6 +233,151 @@ where
     }
 }
 
+/// Whether `event` is an SQS batch (segment tasks from the segment queue).
+fn is_sqs_batch(event: &Value) -> bool {
+    event
+        .get("Records")
+        .and_then(|r| r.get(0))
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:sqs")
+}
+
+/// The handler for every event the function takes: a batch of segment tasks from the
+/// segment queue (answered with the partial batch response), or a scheduled run or
+/// backfill — fanned out to the segment queue when there is one and `SCAN_SEGMENTS` is
+/// above one, run inline otherwise (answered with the fan-out or the report).
+pub async fn handle_event<D, S, V, C, Q>(
+    scanner: &Scanner<D, S, V, C>,
+    segment_queue: Option<&Q>,
+    event: &Value,
+    deadline: Option<DateTime<Utc>>,
+    metrics: &Metrics,
+) -> Result<Value, ScanFailure>
+where
+    D: DefinitionSource,
+    S: ScheduleStore + ScanRuns,
+    V: DeviceValidator,
+    C: Clock,
+    Q: DispatchQueue,
+{
+    let to_value = |v: Result<Value, serde_json::Error>| {
+        v.map_err(|e| ScanFailure::BadEvent {
+            field: "response",
+            value: String::new(),
+            reason: e.to_string(),
+        })
+    };
+    if is_sqs_batch(event) {
+        let Some(queue) = segment_queue else {
+            return Err(ScanFailure::BadEvent {
+                field: "Records",
+                value: "<a batch of segment tasks>".into(),
+                reason: "SCAN_SEGMENT_QUEUE_URL is not set: this scanner sends no segment tasks and runs none".into(),
+            });
+        };
+        let batch: SqsEvent =
+            serde_json::from_value(event.clone()).map_err(|e| ScanFailure::BadEvent {
+                field: "Records",
+                value: "<a batch of segment tasks>".into(),
+                reason: format!("not an SQS event: {e}"),
+            })?;
+        let response = handle_segment_tasks(scanner, queue, &batch, deadline, metrics).await;
+        return to_value(serde_json::to_value(response));
+    }
+    match segment_queue {
+        Some(queue) if scanner.settings.segments > 1 => {
+            let horizon = scanner
+                .recorded_horizon(deadline)
+                .await
+                .map_err(AppError::from)?;
+            let now = Timestamp::from_datetime(scanner.clock.now());
+            let request = request_from_event(event, now, horizon, &scanner.settings)?;
+            let fan_out = scanner.fan_out(&request, queue, deadline).await?;
+            to_value(serde_json::to_value(fan_out))
+        }
+        _ => {
+            let report = handle(scanner, event, deadline, metrics).await?;
+            to_value(serde_json::to_value(report))
+        }
+    }
+}
+
+/// Works each segment task of a batch (the event source mapping gives one at a time);
+/// a task that is malformed, or whose segment could not be completed or continued, is a
+/// failed item: SQS delivers it again, and after `maxReceiveCount` moves it to the DLQ.
+pub async fn handle_segment_tasks<D, S, V, C, Q>(
+    scanner: &Scanner<D, S, V, C>,
+    queue: &Q,
+    batch: &SqsEvent,
+    deadline: Option<DateTime<Utc>>,
+    metrics: &Metrics,
+) -> SqsBatchResponse
+where
+    D: DefinitionSource,
+    S: ScheduleStore + ScanRuns,
+    V: DeviceValidator,
+    C: Clock,
+    Q: DispatchQueue,
+{
+    let mut response = SqsBatchResponse::default();
+    for record in &batch.records {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("segment_task", message_id = %message_id);
+        let body = record.body.as_deref().unwrap_or_default();
+        let acknowledged = work_one_task(scanner, queue, body, deadline, metrics)
+            .instrument(span)
+            .await;
+        if !acknowledged {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message_id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+/// One segment task: `true` when it is done or continued (acknowledge it).
+async fn work_one_task<D, S, V, C, Q>(
+    scanner: &Scanner<D, S, V, C>,
+    queue: &Q,
+    body: &str,
+    deadline: Option<DateTime<Utc>>,
+    metrics: &Metrics,
+) -> bool
+where
+    D: DefinitionSource,
+    S: ScheduleStore + ScanRuns,
+    V: DeviceValidator,
+    C: Clock,
+    Q: DispatchQueue,
+{
+    let task = match SegmentTask::parse(body) {
+        Ok(task) => task,
+        Err(e) => {
+            tracing::error!(field = e.field, value = %e.value, reason = %e.reason, "malformed segment task; left for the DLQ");
+            return false;
+        }
+    };
+    match scanner.work_segment(&task, queue, deadline, metrics).await {
+        Ok(SegmentWork::Done {
+            run_complete: true,
+            horizon_recorded: Some(_),
+            ..
+        }) if task.kind != ScanKind::Backfill => {
+            // The heartbeat of a complete scheduled run, written once: by the worker that
+            // completed its last segment.
+            metrics.incr(Metric::DailyScanCompleted);
+            true
+        }
+        Ok(_) => true,
+        Err(e) => {
+            schedule_core::logging::error_chain("segment task failed", &e);
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +409,47 @@ mod tests {
         .unwrap();
         assert_eq!(backfill.window.from.to_string(), "2026-11-26T00:00:00Z");
         assert_eq!(backfill.tenant.unwrap().as_str(), "acme");
+    }
+
+    /// The sample segment task event (`cargo lambda invoke --data-file`) is worked by the
+    /// handler: its one segment of two is done, acknowledged, the run not yet complete.
+    #[tokio::test]
+    async fn the_sample_segment_task_is_worked_and_acknowledged() {
+        use schedule_core::adapters::memory::{InMemoryQueue, QueueSettings};
+        use schedule_core::embedded::{Embedded, EmbeddedSettings};
+        let world = Embedded::new(
+            "2026-11-26T00:00:03Z".parse().unwrap(),
+            EmbeddedSettings::default(),
+        );
+        let queue = InMemoryQueue::new(
+            "scan-segment",
+            world.clock.clone(),
+            QueueSettings::default(),
+        );
+        let answer = handle_event(
+            &world.scanner,
+            Some(&queue),
+            &event("daily_scanner_v2_segment.json"),
+            None,
+            &world.metrics,
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+        assert!(queue.is_empty(), "no continuation without a deadline");
+        assert_eq!(world.memory_store.scan_horizon().await.unwrap(), None);
+        // Without a segment queue the function refuses segment tasks, naming why.
+        let refused = handle_event(
+            &world.scanner,
+            None::<&InMemoryQueue>,
+            &event("daily_scanner_v2_segment.json"),
+            None,
+            &world.metrics,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("SCAN_SEGMENT_QUEUE_URL"), "{refused}");
     }
 
     /// The daily run's heartbeat is written once per complete daily scan; a backfill

@@ -19,7 +19,10 @@ use super::aws_error::{conditional_write, store_error};
 use crate::adapters::clock::SystemClock;
 use crate::error::StoreError;
 use crate::limits::{DYNAMO_MAX_BATCH_GET, INLINE_ITEM_MAX_BYTES, STATUS_INDEX_NAME, attr};
-use crate::model::scan_state::{COVERED_TO_ATTR, MAX_STATUS_SHARDS_ATTR, scan_horizon_key};
+use crate::model::scan_state::{
+    COVERED_TO_ATTR, MAX_STATUS_SHARDS_ATTR, SEGMENTS_DONE_ATTR, TOTAL_SEGMENTS_ATTR,
+    scan_horizon_key,
+};
 use crate::model::{
     Definition, DeviceId, MODE_ATTR, MODE_SK, OCCURRENCE_SK_PREFIX, Payload, SETTINGS_SK_PREFIX,
     ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, StepId, TenantId, TenantMode,
@@ -27,8 +30,8 @@ use crate::model::{
 };
 use crate::ports::Clock;
 use crate::ports::{
-    Cursor, DefinitionKey, DefinitionSource, DueEntry, FetchedDefinitions, InvalidDefinition,
-    Materialized, Page, ScannedDefinition, ScheduleStore, Sweep, TenantModes,
+    Cursor, DefinitionKey, DefinitionSource, DueEntry, Existing, FetchedDefinitions,
+    InvalidDefinition, Materialized, Page, ScannedDefinition, ScheduleStore, Sweep, TenantModes,
 };
 use crate::retry::{RetryPolicy, retrying};
 use crate::usage::{self, OpUsage, Usage};
@@ -596,17 +599,7 @@ impl DynamoScheduleStore {
     }
 
     async fn materialize_split(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
-        // A replay (the second scan pass over a window) finds most occurrences there
-        // already: one small read (half a unit) tells, where the conditional write would
-        // fail and still be billed a unit, or as many as the payload's kilobytes. An
-        // eventually consistent read is enough: `left_alone_by` only ever becomes true, so
-        // a stale image that shows it is still right, and one that does not just leads to
-        // the conditional write.
-        if let Some(stored) = self.get_attributes_with(&item.key, false).await?
-            && item_from_av(&stored)?.left_alone_by(item)
-        {
-            return Ok(Materialized::Unchanged);
-        }
+        // A replay is kept from the write by the scanner's batched `existing` read.
         let Some((payload_key, occurrence)) = split_payload(item) else {
             return self.materialize_item(item).await;
         };
@@ -1119,6 +1112,164 @@ impl ScheduleStore for DynamoScheduleStore {
             .await
             .tally(&self.usage, "UpdateItem");
         conditional_write("UpdateItem", out)
+    }
+
+    async fn existing(
+        &self,
+        keys: &[ScheduleKey],
+    ) -> Result<HashMap<ScheduleKey, Existing>, StoreError> {
+        // Distinct keys only: DynamoDB refuses a request that names one key twice.
+        let distinct: std::collections::BTreeSet<&ScheduleKey> = keys.iter().collect();
+        let requests: Vec<Vec<Item>> = distinct
+            .into_iter()
+            .map(|k| Item::from([(attr::PK.into(), s(&k.pk)), (attr::SK.into(), s(&k.sk))]))
+            .collect::<Vec<_>>()
+            .chunks(DYNAMO_MAX_BATCH_GET)
+            .map(<[Item]>::to_vec)
+            .collect();
+        let rows: Vec<Vec<Item>> = futures::stream::iter(requests)
+            .map(|keys| self.existing_batch(keys))
+            .buffer_unordered(BATCH_GETS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut found = HashMap::new();
+        for row in rows.iter().flatten() {
+            let r = Reader::new(row);
+            let key = ScheduleKey {
+                pk: r.s(attr::PK)?.to_owned(),
+                sk: r.s(attr::SK)?.to_owned(),
+            };
+            let status = r.parse::<Status, _>("status", |raw| raw.parse::<Status>())?;
+            let definition_version = r.opt_n::<u64>("definition_version")?.unwrap_or(0);
+            found.insert(
+                key,
+                Existing {
+                    status,
+                    definition_version,
+                },
+            );
+        }
+        Ok(found)
+    }
+}
+
+/// Retries of one `BatchGetItem` of schedule keys: throttling, and unprocessed keys.
+const EXISTING_RETRY: RetryPolicy =
+    RetryPolicy::new(5, Duration::from_millis(50), Duration::from_secs(1), 0xe715);
+
+impl DynamoScheduleStore {
+    /// Reads up to [`DYNAMO_MAX_BATCH_GET`] keys (eventually consistent; the keys, the
+    /// status and the definition version only), asking again through [`retrying`] for the
+    /// keys DynamoDB left unprocessed until none is left or the attempts run out.
+    async fn existing_batch(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let seed_key = keys
+            .first()
+            .and_then(|k| k.get(attr::SK))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
+        let state = Mutex::new(BatchGet {
+            pending: keys,
+            found: Vec::new(),
+        });
+        let shared = &state;
+        let result = retrying(
+            EXISTING_RETRY,
+            &seed_key,
+            &SystemClock,
+            None,
+            move || async move {
+                let mut now =
+                    std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner()));
+                let result = self.existing_batch_once(&mut now).await;
+                *shared.lock().unwrap_or_else(|p| p.into_inner()) = now;
+                result
+            },
+        )
+        .await;
+        let state = state.into_inner().unwrap_or_else(|p| p.into_inner());
+        result.map(|()| state.found)
+    }
+
+    async fn existing_batch_once(&self, state: &mut BatchGet) -> Result<(), StoreError> {
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(state.pending.clone()))
+            // Eventually consistent: half the read units, and a stale answer is safe
+            // (see `ScheduleStore::existing`).
+            .consistent_read(false)
+            .projection_expression("#pk, #sk, #status, definition_version")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_names("#status", "status")
+            .build()
+            .map_err(|e| StoreError::Permanent {
+                operation: "BatchGetItem",
+                source: Box::new(e),
+            })?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, request)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .send()
+            .await
+            .tally(&self.usage, "BatchGetItem")
+            .map_err(|e| store_error("BatchGetItem", e))?;
+        if let Some(rows) = out.responses.and_then(|mut r| r.remove(&self.table)) {
+            state.found.extend(rows);
+        }
+        state.pending = out
+            .unprocessed_keys
+            .and_then(|mut u| u.remove(&self.table))
+            .map(|k| k.keys)
+            .unwrap_or_default();
+        match state.pending.len() {
+            0 => Ok(()),
+            left => Err(StoreError::Transient {
+                operation: "BatchGetItem",
+                source: format!("{left} keys of table {} left unprocessed", self.table).into(),
+            }),
+        }
+    }
+}
+
+impl crate::ports::ScanRuns for DynamoScheduleStore {
+    async fn segment_done(
+        &self,
+        run_id: &str,
+        segment: u32,
+        total_segments: u32,
+        expires: Timestamp,
+    ) -> Result<u32, StoreError> {
+        let key = crate::model::scan_state::scan_run_key(run_id);
+        // ADD to a number set is idempotent: a redelivered segment counts once, and two
+        // segments finishing together both land (one atomic update each).
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .update_expression("ADD #done :segment SET #total = :total, #ttl = :ttl")
+            .expression_attribute_names("#done", SEGMENTS_DONE_ATTR)
+            .expression_attribute_names("#total", TOTAL_SEGMENTS_ATTR)
+            .expression_attribute_names("#ttl", attr::TTL)
+            .expression_attribute_values(":segment", AttributeValue::Ns(vec![segment.to_string()]))
+            .expression_attribute_values(":total", n(total_segments))
+            .expression_attribute_values(":ttl", n(expires.epoch_seconds()))
+            // The whole new item: an ADD that changed nothing (a segment recorded again) is
+            // still answered with the set.
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        let done = out
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get(SEGMENTS_DONE_ATTR))
+            .and_then(|v| v.as_ns().ok())
+            .map_or(0, Vec::len);
+        Ok(u32::try_from(done).unwrap_or(u32::MAX))
     }
 }
 

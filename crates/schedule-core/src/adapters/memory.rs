@@ -186,6 +186,8 @@ pub struct InMemoryScheduleStore {
     written_payloads: dynamo::WrittenPayloads,
     /// A shard count known to be recorded (0: none), as the DynamoDB adapter keeps.
     known_shards: AtomicU16,
+    /// The complete segments of each fanned-out scan run.
+    scan_runs: Mutex<HashMap<String, BTreeSet<u32>>>,
 }
 
 /// Billed size of an occurrence: as the DynamoDB adapter writes it.
@@ -223,6 +225,7 @@ impl InMemoryScheduleStore {
             usage: Arc::new(Usage::new()),
             written_payloads: dynamo::WrittenPayloads::default(),
             known_shards: AtomicU16::new(0),
+            scan_runs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -402,14 +405,7 @@ impl ScheduleStore for InMemoryScheduleStore {
     }
 
     async fn materialize(&self, item: &ScheduleItem) -> Result<Materialized, StoreError> {
-        // As the DynamoDB adapter: one small read first, no write when the occurrence is
-        // left alone, and the payload before the occurrence that refers to it.
-        if self
-            .peek(&item.key)
-            .is_some_and(|stored| stored.left_alone_by(item))
-        {
-            return Ok(Materialized::Unchanged);
-        }
+        // As the DynamoDB adapter: the payload before the occurrence that refers to it.
         let Some((payload_key, occurrence)) = dynamo::split_payload(item) else {
             return self.materialize_item(item).await;
         };
@@ -651,6 +647,34 @@ impl ScheduleStore for InMemoryScheduleStore {
         self.record_update(&t, key, before.as_ref(), result.is_ok());
         result
     }
+
+    /// One eventually consistent `BatchGetItem` per 100 keys, billed per key asked.
+    async fn existing(
+        &self,
+        keys: &[ScheduleKey],
+    ) -> Result<HashMap<ScheduleKey, crate::ports::Existing>, StoreError> {
+        let t = lock(&self.table);
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(crate::limits::DYNAMO_MAX_BATCH_GET) {
+            let mut sizes = Vec::new();
+            for k in chunk {
+                // A key that finds nothing is billed too (the minimum read).
+                sizes.push(t.items.get(k).map_or(0, size_of));
+                if let Some(item) = t.items.get(k) {
+                    found.insert(
+                        k.clone(),
+                        crate::ports::Existing {
+                            status: item.status,
+                            definition_version: item.definition_version,
+                        },
+                    );
+                }
+            }
+            let rru = usage::batch_get_read_units(sizes, Consistency::Eventual);
+            self.record("BatchGetItem", OpUsage::read(rru));
+        }
+        Ok(found)
+    }
 }
 
 impl InMemoryScheduleStore {
@@ -699,6 +723,21 @@ impl InMemoryScheduleStore {
             }
         }
         Ok(true)
+    }
+}
+
+impl crate::ports::ScanRuns for InMemoryScheduleStore {
+    async fn segment_done(
+        &self,
+        run_id: &str,
+        segment: u32,
+        _total_segments: u32,
+        _expires: Timestamp,
+    ) -> Result<u32, StoreError> {
+        let mut runs = lock(&self.scan_runs);
+        let done = runs.entry(run_id.to_owned()).or_default();
+        done.insert(segment);
+        Ok(u32::try_from(done.len()).unwrap_or(u32::MAX))
     }
 }
 
@@ -826,14 +865,18 @@ impl DefinitionSource for InMemoryDefinitionSource {
         let mut page = Vec::new();
         let mut last = None;
         let mut more = false;
-        for (key, value) in rows.iter() {
+        // From just after the cursor, as DynamoDB resumes from `ExclusiveStartKey`: a page
+        // costs its own rows, not every row before it.
+        let start = match &after {
+            Some(a) => std::ops::Bound::Excluded(a),
+            None => std::ops::Bound::Unbounded,
+        };
+        for (key, value) in rows.range((start, std::ops::Bound::Unbounded)) {
             if crate::model::is_settings_row(&key.1) {
                 // Settings rows (a tenant's mode) share the table; they are no definitions.
                 continue;
             }
-            if after.as_ref().is_some_and(|a| key <= a)
-                || segment_of(key, total_segments.max(1)) != segment
-            {
+            if segment_of(key, total_segments.max(1)) != segment {
                 continue;
             }
             if page.len() == MEMORY_SCAN_PAGE {

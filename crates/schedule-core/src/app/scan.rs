@@ -23,8 +23,26 @@
 //! fires late, the rest is recorded MISSED. A backfill (`{"from", "to"}`)
 //! covers exactly its range.
 //!
+//! **Pages, not the table.** A run streams the definitions scan: each page is selected,
+//! expanded, validated and written before the next page is read, so memory holds one page
+//! (and a bounded memory of the devices already asked about), whatever the table size.
+//! Before writing, one cheap read ([`ScheduleStore::existing`]) of a chunk's keys finds the
+//! occurrences already stored: only the missing ones, and those stored PENDING or CANCELLED
+//! at an older definition version, are written, so a re-run writes nothing it need not (a
+//! conditional write that fails is billed as a write).
+//!
+//! **Segments and checkpoints.** The definitions scan has `segments` parallel-scan
+//! segments. Inline ([`Scanner::run`]) one invocation reads them all in turn. Fanned out
+//! ([`Scanner::fan_out`]) each segment becomes a [`SegmentTask`] on the segment queue; a
+//! worker ([`Scanner::work_segment`]) runs one, and when its deadline nears, before a page
+//! it would not finish, sends a continuation carrying the checkpoint (the cursor of the
+//! first page not done) and acknowledges. A page cut by the deadline is done again by the
+//! continuation; the existing-read makes that free of duplicate writes. A finished segment
+//! is recorded on the run ([`ScanRuns::segment_done`], idempotent); the worker that finishes
+//! the last one records the horizon, so a half-done run is never taken for complete.
+//!
 //! **Devices.** Each distinct (tenant, device) is validated once per run, `concurrency` at
-//! a time, the phase bounded to a share of the time left. The answer is recorded on the
+//! a time, all pages together spending at most a share of the time left. The answer is recorded on the
 //! item (`validation_result`) but never decides its status: an inactive device's steps stay
 //! PENDING and the executor asks again at the due time (SKIPPED then, or fired if the
 //! device was activated meanwhile). A registry that cannot answer — down, slow, misconfigured
@@ -36,7 +54,7 @@
 //! counted as an invalid definition, logged with the key and the reason, and the run goes
 //! on and completes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -45,12 +63,14 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::{AppError, Deadline};
-use crate::error::StoreError;
+use crate::error::{QueueError, StoreError};
 use crate::metrics::{Metric, Metrics};
-use crate::model::{Definition, DeviceId, ScheduleItem, StepId, TenantId, Timestamp, Validation};
+use crate::model::{
+    Definition, DeviceId, ScheduleItem, ScheduleKey, StepId, TenantId, Timestamp, Validation,
+};
 use crate::ports::{
-    Clock, DefinitionSource, DeviceValidator, Materialized, Paging, ScheduleStore,
-    scan_definitions_paged,
+    Clock, Cursor, DefinitionSource, DeviceValidator, DispatchQueue, Materialized, OutgoingMessage,
+    ScanRuns, ScannedDefinition, ScheduleStore,
 };
 use crate::recurrence::{Window, occurrences};
 use crate::retry::{RetryPolicy, retrying};
@@ -121,6 +141,16 @@ pub enum ScanKind {
     Incremental,
     /// A given range, possibly of one tenant.
     Backfill,
+}
+
+impl ScanKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanKind::Full => "full",
+            ScanKind::Incremental => "incremental",
+            ScanKind::Backfill => "backfill",
+        }
+    }
 }
 
 /// What to scan: a window and, for a backfill, optionally one tenant.
@@ -224,12 +254,19 @@ pub struct ScanReport {
     pub tenant_off: usize,
     /// Occurrences not attempted because the deadline came first.
     pub not_written: usize,
+    /// Conditional writes made (occurrences found in the table by the cheap read first,
+    /// at their version or a newer one, are not written again).
+    pub writes: usize,
+    /// Pages of the definitions scan read.
+    pub pages: usize,
+    /// Segments of the definitions scan not read to their end before the deadline.
+    pub segments_unfinished: usize,
 }
 
 impl ScanReport {
     /// Everything in the window is in the table (or refused for good).
     pub fn is_complete(&self) -> bool {
-        self.write_errors == 0 && self.not_written == 0
+        self.write_errors == 0 && self.not_written == 0 && self.segments_unfinished == 0
     }
 }
 
@@ -248,6 +285,40 @@ pub struct Scanner<D, S, V, C> {
 /// One occurrence to write: its definition and its time.
 type Wanted<'a> = (&'a Definition, Timestamp);
 
+/// Occurrences checked against the store at once (one [`ScheduleStore::existing`] read):
+/// bounds what a page of many frequent schedules holds in memory.
+const OCCURRENCE_CHUNK: usize = 1_000;
+/// Devices whose validation one run remembers; past that the memory starts over (the
+/// validator keeps its own bounded cache, so a device asked again is usually answered
+/// from it).
+const DEVICES_REMEMBERED: usize = 100_000;
+/// Retries of one throttled page of the definitions scan: one slow page must not fail a
+/// whole run.
+const PAGE_RETRY: RetryPolicy =
+    RetryPolicy::new(5, Duration::from_millis(50), Duration::from_secs(1), 0x9a6f);
+/// How long a fanned-out run's progress item is kept after the end of its window.
+const RUN_RECORD_KEPT: Duration = Duration::from_secs(7 * 86_400);
+
+/// What the pages of one invocation share: devices already asked about, the time left for
+/// asking, and the definitions already counted invalid for a refused write. Bounded,
+/// whatever the table size.
+#[derive(Debug)]
+struct RunState {
+    devices: HashMap<(TenantId, DeviceId), Option<Validation>>,
+    /// Time left for registry calls (`None`: no deadline, no bound).
+    validation_left: Option<Duration>,
+    refused_definitions: HashSet<(TenantId, StepId)>,
+}
+
+/// How a segment's pages ended.
+#[derive(Debug)]
+enum SegmentEnd {
+    /// The last page is done.
+    Finished,
+    /// The deadline came first; the segment resumes at this cursor (`None`: its start).
+    StoppedAt(Option<Cursor>),
+}
+
 impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanner<D, S, V, C> {
     /// The recorded scan horizon (throttling retried, up to `deadline`).
     pub async fn recorded_horizon(
@@ -264,6 +335,9 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         .await
     }
 
+    /// The whole request in this invocation: every segment of the definitions scan in
+    /// turn, page by page, each page expanded and written before the next is read (memory
+    /// holds a page, never the table). A run cut short by the deadline is incomplete.
     pub async fn run(
         &self,
         request: &ScanRequest,
@@ -278,26 +352,170 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         let started = Timestamp::from_datetime(self.clock.now());
         let stop = Deadline::new(deadline, self.clock.now(), self.settings.deadline_margin);
         self.record_status_shards(stop).await;
-        let definitions = self
-            .read_definitions(request, stop, &mut report, metrics)
-            .await?;
-        let wanted = self.expand(&definitions, request.window, &mut report, metrics);
-        let validations = self
-            .validate_devices(&wanted, stop.stop_at(), &mut report, metrics)
-            .await;
-        self.write_all(&wanted, &validations, stop, &mut report, metrics)
-            .await;
+        let mut state = self.run_state(stop);
+        let total = self.settings.segments.max(1);
+        for segment in 0..total {
+            let end = self
+                .scan_segment(
+                    request,
+                    (segment, total),
+                    None,
+                    stop,
+                    &mut state,
+                    &mut report,
+                    metrics,
+                )
+                .await?;
+            if let SegmentEnd::StoppedAt(_) = end {
+                report.segments_unfinished += 1;
+            }
+        }
+        metrics.count(Metric::NotWritten, report.not_written as u64);
         self.record_horizon(request, started, stop, &mut report)
             .await;
         info!(
             from = %report.from, to = %report.to, kind = ?request.kind, definitions = report.definitions,
             occurrences = report.occurrences, created = report.created, already_present = report.already_present,
+            writes = report.writes, pages = report.pages,
             invalid_device = report.invalid_device, validation_unavailable = report.validation_unavailable,
             invalid_definitions = report.invalid_definitions, refused = report.refused,
             write_errors = report.write_errors, not_written = report.not_written,
+            segments_unfinished = report.segments_unfinished,
             "scan finished"
         );
         Ok(report)
+    }
+
+    /// One segment task: its pages from its cursor until the last, or until the deadline
+    /// nears (then [`SegmentOutcome::Continue`] carries the checkpoint: the cursor of the
+    /// first page not finished). The caller sends the continuation or records the segment.
+    pub async fn run_segment(
+        &self,
+        task: &SegmentTask,
+        deadline: Option<DateTime<Utc>>,
+        metrics: &Metrics,
+    ) -> Result<SegmentRun, AppError> {
+        let request = task.request()?;
+        let mut report = ScanReport {
+            from: request.window.from.to_string(),
+            to: request.window.to.to_string(),
+            ..ScanReport::default()
+        };
+        let stop = Deadline::new(deadline, self.clock.now(), self.settings.deadline_margin);
+        let mut state = self.run_state(stop);
+        let end = self
+            .scan_segment(
+                &request,
+                (task.segment, task.total_segments),
+                task.cursor.clone().map(Cursor),
+                stop,
+                &mut state,
+                &mut report,
+                metrics,
+            )
+            .await?;
+        let outcome = match end {
+            SegmentEnd::Finished => SegmentOutcome::Done,
+            SegmentEnd::StoppedAt(cursor) => {
+                // The items cut at the deadline are written by the continuation.
+                report.not_written = 0;
+                SegmentOutcome::Continue(task.continue_at(cursor.map(|c| c.0)))
+            }
+        };
+        metrics.count(Metric::NotWritten, report.not_written as u64);
+        info!(
+            run_id = %task.run_id, segment = task.segment, total_segments = task.total_segments,
+            continuation = task.continuation, pages = report.pages, definitions = report.definitions,
+            occurrences = report.occurrences, created = report.created, writes = report.writes,
+            already_present = report.already_present, write_errors = report.write_errors,
+            done = matches!(outcome, SegmentOutcome::Done),
+            "scan segment finished"
+        );
+        Ok(SegmentRun { report, outcome })
+    }
+
+    /// The segment tasks of `request`, one per segment of the definitions scan, all of
+    /// one run (its id derived from the request, so a task redelivered or sent twice
+    /// belongs to the same run).
+    pub fn segment_tasks(&self, request: &ScanRequest, started: Timestamp) -> Vec<SegmentTask> {
+        let total = self.settings.segments.max(1);
+        let records_horizon = request.tenant.is_none()
+            && match request.kind {
+                ScanKind::Full | ScanKind::Incremental => true,
+                ScanKind::Backfill => request.window.from <= started,
+            };
+        let run_id = format!(
+            "{}/{}/{}/{}/{total}",
+            request.kind.as_str(),
+            request.window.from,
+            request.window.to,
+            request.tenant.as_ref().map_or("*", TenantId::as_str),
+        );
+        (0..total)
+            .map(|segment| SegmentTask {
+                schema_version: SEGMENT_TASK_VERSION,
+                run_id: run_id.clone(),
+                kind: request.kind,
+                from: request.window.from,
+                to: request.window.to,
+                tenant_id: request.tenant.as_ref().map(|t| t.as_str().to_owned()),
+                segment,
+                total_segments: total,
+                cursor: None,
+                continuation: 0,
+                records_horizon,
+            })
+            .collect()
+    }
+
+    /// Splits `request` into one task per segment and sends them to the segment queue
+    /// (the workers run them; the last to finish records the horizon). The status shard
+    /// count is recorded first, before any worker writes.
+    pub async fn fan_out<Q: DispatchQueue>(
+        &self,
+        request: &ScanRequest,
+        queue: &Q,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<FanOut, AppError> {
+        let stop = Deadline::new(deadline, self.clock.now(), self.settings.deadline_margin);
+        self.record_status_shards(stop).await;
+        let started = Timestamp::from_datetime(self.clock.now());
+        let tasks = self.segment_tasks(request, started);
+        let messages: Vec<OutgoingMessage> = tasks
+            .iter()
+            .map(|t| OutgoingMessage {
+                id: format!("segment-{}", t.segment),
+                body: t.body(),
+                delay: Duration::ZERO,
+            })
+            .collect();
+        let sent = queue.send_batch(&messages).await?;
+        let run_id = tasks.first().map(|t| t.run_id.clone()).unwrap_or_default();
+        info!(run_id = %run_id, segments = tasks.len(), sent = sent.sent.len(), failed = sent.failed.len(), "scan fanned out");
+        if !sent.failed.is_empty() {
+            return Err(QueueError::PartialBatch {
+                failed: sent.failed,
+            }
+            .into());
+        }
+        Ok(FanOut {
+            run_id,
+            from: request.window.from.to_string(),
+            to: request.window.to.to_string(),
+            segments: tasks.len(),
+        })
+    }
+
+    fn run_state(&self, stop: Deadline) -> RunState {
+        let now = self.clock.now();
+        let share = self.settings.validation_share.max(1);
+        RunState {
+            devices: HashMap::new(),
+            validation_left: stop
+                .stop_at()
+                .map(|s| (s - now).to_std().unwrap_or(Duration::ZERO) / share),
+            refused_definitions: HashSet::new(),
+        }
     }
 
     /// Records the shard count this run writes under before its first write, so the due
@@ -318,23 +536,84 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         }
     }
 
-    /// The enabled definitions the request covers; invalid ones are counted and logged.
-    async fn read_definitions(
+    /// The pages of one segment from `cursor`, each read, expanded and written before the
+    /// next is read. Stops before a page that would not finish before the deadline (judged
+    /// by the slowest page so far), and after a page the deadline cut, answering where to
+    /// resume; the first page is always tried.
+    #[allow(clippy::too_many_arguments)]
+    async fn scan_segment(
         &self,
         request: &ScanRequest,
+        (segment, total): (u32, u32),
+        mut cursor: Option<Cursor>,
         stop: Deadline,
+        state: &mut RunState,
         report: &mut ScanReport,
         metrics: &Metrics,
-    ) -> Result<Vec<Definition>, AppError> {
-        let paging = Paging {
-            page_size: 0,
-            clock: &self.clock,
-            deadline: stop.stop_at(),
-        };
-        let scanned =
-            scan_definitions_paged(&self.definitions, self.settings.segments, paging).await?;
+    ) -> Result<SegmentEnd, AppError> {
+        let key = format!("segment-{segment}/{total}");
+        let mut slowest = chrono::Duration::zero();
+        let mut first = true;
+        loop {
+            let page_start = self.clock.now();
+            // A segment's first page is always tried: a continuation makes progress, and a
+            // run out of time still says what it left (its items count as not written).
+            if !first && stop.near(page_start + slowest) {
+                return Ok(SegmentEnd::StoppedAt(cursor));
+            }
+            first = false;
+            let page = retrying(PAGE_RETRY, &key, &self.clock, stop.stop_at(), || {
+                self.definitions.scan_page(segment, total, cursor.as_ref())
+            })
+            .await?;
+            report.pages += 1;
+            let cut_before = report.not_written;
+            self.scan_page(page.items, request, stop, state, report, metrics)
+                .await?;
+            if report.not_written > cut_before {
+                // Cut by the deadline: the whole page is done again from its cursor (what
+                // it wrote is found by the existing-read and not written twice).
+                return Ok(SegmentEnd::StoppedAt(cursor));
+            }
+            slowest = slowest.max(self.clock.now() - page_start);
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(SegmentEnd::Finished),
+            }
+        }
+    }
+
+    /// One page: its definitions selected, expanded, their devices validated, and their
+    /// occurrences written, a chunk at a time.
+    async fn scan_page(
+        &self,
+        items: Vec<ScannedDefinition>,
+        request: &ScanRequest,
+        stop: Deadline,
+        state: &mut RunState,
+        report: &mut ScanReport,
+        metrics: &Metrics,
+    ) -> Result<(), AppError> {
+        let definitions = Self::select(items, request, report, metrics);
+        let definitions = self.drop_tenants_off(definitions, report).await?;
+        let wanted = self.expand(&definitions, request.window, report, metrics);
+        self.validate_devices(&wanted, state, report, metrics).await;
+        for chunk in wanted.chunks(OCCURRENCE_CHUNK) {
+            self.write_chunk(chunk, stop, state, report, metrics).await;
+        }
+        Ok(())
+    }
+
+    /// The enabled definitions of a page that the request covers; invalid ones are counted
+    /// and logged.
+    fn select(
+        items: Vec<ScannedDefinition>,
+        request: &ScanRequest,
+        report: &mut ScanReport,
+        metrics: &Metrics,
+    ) -> Vec<Definition> {
         let mut definitions = Vec::new();
-        for entry in scanned {
+        for entry in items {
             report.definitions += 1;
             let def = match entry {
                 Ok(d) => d,
@@ -353,7 +632,7 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
                 definitions.push(def);
             }
         }
-        self.drop_tenants_off(definitions, report).await
+        definitions
     }
 
     /// The definitions whose tenant is not off. A mode that cannot be read keeps the
@@ -388,9 +667,10 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         Ok(kept)
     }
 
-    /// Every occurrence in `window`, earliest first: if the deadline cuts the run short,
-    /// what is left is the latest. Occurrences refer to their definition: a payload is
-    /// copied only into the items being written, never once per occurrence up front.
+    /// Every occurrence of a page's definitions in `window`, earliest first: if the
+    /// deadline cuts the page short, what is left is the latest. Occurrences refer to
+    /// their definition: a payload is copied only into the items being written, never
+    /// once per occurrence up front.
     fn expand<'a>(
         &self,
         definitions: &'a [Definition],
@@ -409,7 +689,7 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
                 }
             }
         }
-        report.occurrences = wanted.len();
+        report.occurrences += wanted.len();
         wanted.sort_by(|a, b| {
             (a.1, &a.0.tenant_id, &a.0.device_workflow_step_id).cmp(&(
                 b.1,
@@ -420,94 +700,137 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         wanted
     }
 
-    /// Validates each distinct device once, `concurrency` at a time, each call retried
-    /// through [`retrying`]; the whole phase ends at `1 / validation_share` of the time
-    /// left before `stop_at`. Devices the registry did not answer for in time are left out
-    /// of the map (validation unknown).
+    /// Validates each device of the page not asked about yet in this run, `concurrency` at
+    /// a time, each call retried through [`retrying`]. All pages together spend at most
+    /// `1 / validation_share` of the time the run had; devices the registry did not answer
+    /// for in time are remembered as unknown (their items are written with validation
+    /// unknown, and the executor validates at the due time).
     async fn validate_devices(
         &self,
         wanted: &[Wanted<'_>],
-        stop_at: Option<DateTime<Utc>>,
-        report: &mut ScanReport,
-        metrics: &Metrics,
-    ) -> BTreeMap<(TenantId, DeviceId), Validation> {
-        let devices: BTreeSet<(TenantId, DeviceId)> = wanted
-            .iter()
-            .map(|(def, _)| (def.tenant_id.clone(), def.device_id.clone()))
-            .collect();
-        let now = self.clock.now();
-        let share = i32::try_from(self.settings.validation_share.max(1)).unwrap_or(i32::MAX);
-        let phase_end = stop_at.map(|s| now + (s - now).max(chrono::Duration::zero()) / share);
-        let mut answers = BTreeMap::new();
-        let mut calls = futures::stream::iter(&devices)
-            .map(|ids| async move {
-                let key = format!("{}/{}", ids.0, ids.1);
-                let answer = retrying(
-                    self.settings.validation_retry,
-                    &key,
-                    &self.clock,
-                    phase_end,
-                    || self.validator.validate(&ids.0, &ids.1),
-                )
-                .await;
-                (ids, answer)
-            })
-            .buffer_unordered(self.settings.concurrency.max(1));
-        let collect = async {
-            while let Some((ids, answer)) = calls.next().await {
-                match answer {
-                    Ok(v) => {
-                        answers.insert(ids.clone(), v);
-                    }
-                    Err(e) => {
-                        warn!(tenant_id = %ids.0, device_id = %ids.1, error = %crate::error::chain(&e), "device not validated; written with validation unknown, the executor validates it");
-                    }
-                }
-            }
-        };
-        // The phase is cut on the runtime's timer: a registry call that hangs holds no
-        // clock reading that could end it.
-        let budget = phase_end.map(|e| (e - now).to_std().unwrap_or(Duration::ZERO));
-        let cut = match budget {
-            Some(budget) => tokio::time::timeout(budget, collect).await.is_err(),
-            None => {
-                collect.await;
-                false
-            }
-        };
-        let unavailable = devices.len() - answers.len();
-        if cut {
-            warn!(
-                validated = answers.len(),
-                devices = devices.len(),
-                "validation phase out of time; the other devices are written with validation unknown"
-            );
-        }
-        report.devices_validated = answers.len();
-        report.validation_unavailable = unavailable;
-        metrics.count(Metric::ValidationUnavailable, unavailable as u64);
-        answers
-    }
-
-    /// Writes every occurrence through a bounded window (at most `concurrency` items exist
-    /// at once), each write retried through [`retrying`] with its key as the seed.
-    async fn write_all(
-        &self,
-        wanted: &[Wanted<'_>],
-        validations: &BTreeMap<(TenantId, DeviceId), Validation>,
-        stop: Deadline,
+        state: &mut RunState,
         report: &mut ScanReport,
         metrics: &Metrics,
     ) {
+        let devices: BTreeSet<(TenantId, DeviceId)> = wanted
+            .iter()
+            .map(|(def, _)| (def.tenant_id.clone(), def.device_id.clone()))
+            .filter(|ids| !state.devices.contains_key(ids))
+            .collect();
+        if devices.is_empty() {
+            return;
+        }
+        if state.devices.len() + devices.len() > DEVICES_REMEMBERED {
+            state.devices.clear();
+        }
+        let budget = state.validation_left;
+        let mut answers = BTreeMap::new();
+        let began = tokio::time::Instant::now();
+        if budget != Some(Duration::ZERO) {
+            let phase_end = budget.map(|b| {
+                self.clock.now() + chrono::Duration::from_std(b).unwrap_or(chrono::Duration::MAX)
+            });
+            let mut calls = futures::stream::iter(&devices)
+                .map(|ids| async move {
+                    let key = format!("{}/{}", ids.0, ids.1);
+                    let answer = retrying(
+                        self.settings.validation_retry,
+                        &key,
+                        &self.clock,
+                        phase_end,
+                        || self.validator.validate(&ids.0, &ids.1),
+                    )
+                    .await;
+                    (ids, answer)
+                })
+                .buffer_unordered(self.settings.concurrency.max(1));
+            let collect = async {
+                while let Some((ids, answer)) = calls.next().await {
+                    match answer {
+                        Ok(v) => {
+                            answers.insert(ids.clone(), v);
+                        }
+                        Err(e) => {
+                            warn!(tenant_id = %ids.0, device_id = %ids.1, error = %crate::error::chain(&e), "device not validated; written with validation unknown, the executor validates it");
+                        }
+                    }
+                }
+            };
+            // Cut on the runtime's timer: a registry call that hangs holds no clock
+            // reading that could end it.
+            let cut = match budget {
+                Some(budget) => tokio::time::timeout(budget, collect).await.is_err(),
+                None => {
+                    collect.await;
+                    false
+                }
+            };
+            if cut {
+                warn!(
+                    validated = answers.len(),
+                    devices = devices.len(),
+                    "validation out of time; the other devices are written with validation unknown"
+                );
+            }
+        }
+        state.validation_left = budget.map(|b| b.saturating_sub(began.elapsed()));
+        let unavailable = devices.len() - answers.len();
+        report.devices_validated += answers.len();
+        report.validation_unavailable += unavailable;
+        metrics.count(Metric::ValidationUnavailable, unavailable as u64);
+        for ids in devices {
+            let answer = answers.get(&ids).copied();
+            state.devices.insert(ids, answer);
+        }
+    }
+
+    /// Writes the occurrences of a chunk that are missing from the table (or whose stored
+    /// version is older): one cheap read of the chunk's keys first, so a re-run writes
+    /// nothing it need not (a conditional write that fails is billed as a write). The
+    /// writes go through a bounded window (at most `concurrency` items exist at once), each
+    /// retried through [`retrying`] with its key as the seed.
+    async fn write_chunk(
+        &self,
+        chunk: &[Wanted<'_>],
+        stop: Deadline,
+        state: &mut RunState,
+        report: &mut ScanReport,
+        metrics: &Metrics,
+    ) {
+        let keys: Vec<ScheduleKey> = chunk
+            .iter()
+            .map(|(def, at)| ScheduleKey::new(&def.tenant_id, *at, &def.device_workflow_step_id))
+            .collect();
+        let existing = match self.store.existing(&keys).await {
+            Ok(found) => found,
+            Err(e) => {
+                // Only a saving is lost: every occurrence goes through the conditional write.
+                warn!(occurrences = keys.len(), error = %crate::error::chain(&e), "existing occurrences not read; all of them are written conditionally");
+                HashMap::new()
+            }
+        };
+        let mut needed = Vec::with_capacity(chunk.len());
+        for ((def, at), key) in chunk.iter().zip(&keys) {
+            match existing.get(key) {
+                Some(found) if !found.would_change(def.version) => {
+                    report.already_present += 1;
+                    metrics.incr(Metric::AlreadyMaterialized);
+                }
+                _ => needed.push((*def, *at)),
+            }
+        }
+        drop(existing);
         let now = Timestamp::from_datetime(self.clock.now());
-        let mut writes = futures::stream::iter(wanted.iter())
+        let devices = &state.devices;
+        let mut writes = futures::stream::iter(needed.iter())
             .map(|(def, at)| async move {
                 if stop.near(self.clock.now()) {
                     return None;
                 }
-                let validation = validations
+                let validation = devices
                     .get(&(def.tenant_id.clone(), def.device_id.clone()))
-                    .copied();
+                    .copied()
+                    .flatten();
                 let item = ScheduleItem::pending(
                     def,
                     *at,
@@ -528,12 +851,13 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
                 Some((item, result))
             })
             .buffered(self.settings.concurrency.max(1));
-        let mut refused_definitions: BTreeSet<(TenantId, StepId)> = BTreeSet::new();
+        let mut refused = Vec::new();
         while let Some(result) = writes.next().await {
             let Some((item, result)) = result else {
                 report.not_written += 1;
                 continue;
             };
+            report.writes += 1;
             match result {
                 Ok(done) => Self::count_written(&item, done, report, metrics),
                 Err(e) if e.is_retryable() => {
@@ -543,17 +867,19 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
                 }
                 Err(e) => {
                     report.refused += 1;
-                    let definition = (item.tenant_id.clone(), item.device_workflow_step_id.clone());
-                    if refused_definitions.insert(definition) {
-                        report.invalid_definitions += 1;
-                        metrics.incr(Metric::InvalidDefinition);
-                    }
+                    refused.push((item.tenant_id.clone(), item.device_workflow_step_id.clone()));
                     warn!(pk = %item.key.pk, sk = %item.key.sk, tenant_id = %item.tenant_id, device_workflow_step_id = %item.device_workflow_step_id,
                           reason = %crate::error::chain(&e), "occurrence refused by the store; its definition is counted invalid");
                 }
             }
         }
-        metrics.count(Metric::NotWritten, report.not_written as u64);
+        drop(writes);
+        for definition in refused {
+            if state.refused_definitions.insert(definition) {
+                report.invalid_definitions += 1;
+                metrics.incr(Metric::InvalidDefinition);
+            }
+        }
     }
 
     fn count_written(
@@ -605,20 +931,377 @@ impl<D: DefinitionSource, S: ScheduleStore, V: DeviceValidator, C: Clock> Scanne
         if request.tenant.is_some() || !continues || !report.is_complete() {
             return;
         }
-        let covered_to = request.window.to;
-        let result = retrying(
+        if let Err(e) = self.store_horizon(request.window.to, stop.stop_at()).await {
+            report.write_errors += 1;
+            warn!(covered_to = %request.window.to, error = %crate::error::chain(&e), "scan horizon not recorded");
+        }
+    }
+
+    async fn store_horizon(
+        &self,
+        covered_to: Timestamp,
+        stop_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        retrying(
             self.settings.write_retry,
             "scan-horizon",
             &self.clock,
-            stop.stop_at(),
+            stop_at,
             || self.store.record_scan_horizon(covered_to),
         )
-        .await;
-        if let Err(e) = result {
-            report.write_errors += 1;
-            warn!(covered_to = %covered_to, error = %crate::error::chain(&e), "scan horizon not recorded");
+        .await
+    }
+}
+
+impl<D, S, V, C> Scanner<D, S, V, C>
+where
+    D: DefinitionSource,
+    S: ScheduleStore + ScanRuns,
+    V: DeviceValidator,
+    C: Clock,
+{
+    /// Works one segment task from the segment queue: runs it to its end or its
+    /// checkpoint; then sends the continuation (a segment cut by the deadline), or records
+    /// the segment complete — and, when it completes the run, records the horizon. A
+    /// segment with a write still failing is [`SegmentFailure::Incomplete`]: the task is
+    /// not acknowledged, SQS delivers it again (from the same checkpoint) and, after
+    /// `maxReceiveCount`, moves it to the DLQ.
+    pub async fn work_segment<Q: DispatchQueue>(
+        &self,
+        task: &SegmentTask,
+        queue: &Q,
+        deadline: Option<DateTime<Utc>>,
+        metrics: &Metrics,
+    ) -> Result<SegmentWork, SegmentFailure> {
+        let run = self.run_segment(task, deadline, metrics).await?;
+        if run.report.write_errors > 0 {
+            return Err(SegmentFailure::Incomplete {
+                run_id: task.run_id.clone(),
+                segment: task.segment,
+                write_errors: run.report.write_errors,
+                report: Box::new(run.report),
+            });
+        }
+        match run.outcome {
+            SegmentOutcome::Continue(next) => {
+                let message = OutgoingMessage {
+                    id: format!("segment-{}-{}", next.segment, next.continuation),
+                    body: next.body(),
+                    delay: Duration::ZERO,
+                };
+                let sent = queue.send_batch(std::slice::from_ref(&message)).await?;
+                if !sent.failed.is_empty() {
+                    return Err(SegmentFailure::App(
+                        QueueError::PartialBatch {
+                            failed: sent.failed,
+                        }
+                        .into(),
+                    ));
+                }
+                metrics.incr(Metric::ScanContinuations);
+                Ok(SegmentWork::Continued {
+                    report: run.report,
+                    next: Box::new(next),
+                })
+            }
+            SegmentOutcome::Done => {
+                let stop = Deadline::new(deadline, self.clock.now(), self.settings.deadline_margin);
+                let expires = task.to.plus(RUN_RECORD_KEPT);
+                let done = retrying(
+                    self.settings.write_retry,
+                    &task.run_id,
+                    &self.clock,
+                    stop.stop_at(),
+                    || {
+                        self.store.segment_done(
+                            &task.run_id,
+                            task.segment,
+                            task.total_segments,
+                            expires,
+                        )
+                    },
+                )
+                .await
+                .map_err(AppError::from)?;
+                let run_complete = done >= task.total_segments;
+                let mut horizon_recorded = None;
+                if run_complete && task.records_horizon {
+                    // Every segment is done: only now is the window covered. A failure here
+                    // fails the task; its redelivery finds the segment done and tries again.
+                    self.store_horizon(task.to, stop.stop_at())
+                        .await
+                        .map_err(AppError::from)?;
+                    horizon_recorded = Some(task.to);
+                }
+                info!(run_id = %task.run_id, segment = task.segment, segments_done = done, total_segments = task.total_segments, run_complete, "scan segment recorded");
+                Ok(SegmentWork::Done {
+                    report: run.report,
+                    segments_done: done,
+                    run_complete,
+                    horizon_recorded,
+                })
+            }
         }
     }
+}
+
+/// Version of the segment task message.
+pub const SEGMENT_TASK_VERSION: u32 = 1;
+
+/// One segment of a fanned-out run, as sent to the segment queue (JSON):
+/// `{"schema_version": 1, "run_id": "...", "kind": "full", "from": "...", "to": "...",
+/// "segment": 3, "total_segments": 16, "cursor": null, "continuation": 0,
+/// "records_horizon": true}` plus `"tenant_id"` for a one-tenant backfill. A continuation
+/// is the same task with the checkpoint: `cursor` (where the scan of the segment resumes)
+/// and `continuation` (how many times the segment has been continued).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentTask {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub kind: ScanKind,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    pub segment: u32,
+    pub total_segments: u32,
+    pub cursor: Option<String>,
+    pub continuation: u32,
+    /// Whether the run, once every segment is done, records the scan horizon.
+    pub records_horizon: bool,
+}
+
+/// Why a segment task message cannot be read: the field, its value and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("segment task field {field} = {value}: {reason}")]
+pub struct MalformedTask {
+    pub field: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl SegmentTask {
+    pub fn body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The same task resuming at `cursor`.
+    pub fn continue_at(&self, cursor: Option<String>) -> Self {
+        Self {
+            cursor,
+            continuation: self.continuation.saturating_add(1),
+            ..self.clone()
+        }
+    }
+
+    /// The request the task scans a segment of.
+    pub fn request(&self) -> Result<ScanRequest, AppError> {
+        let tenant = self
+            .tenant_id
+            .as_deref()
+            .map(TenantId::parse)
+            .transpose()
+            .map_err(|e| AppError::InvalidRequest(format!("tenant_id: {}", e.reason)))?;
+        Ok(ScanRequest {
+            window: Window::new(self.from, self.to),
+            tenant,
+            kind: self.kind,
+        })
+    }
+
+    /// Reads a message body, naming the first field that is missing or wrong.
+    pub fn parse(body: &str) -> Result<Self, MalformedTask> {
+        let bad = |field: &'static str, value: String, reason: &str| MalformedTask {
+            field,
+            value,
+            reason: reason.to_owned(),
+        };
+        let value: serde_json::Value = serde_json::from_str(body).map_err(|e| {
+            bad(
+                "body",
+                short(body),
+                &format!("not JSON: {e}; a segment task is a JSON object"),
+            )
+        })?;
+        let Some(object) = value.as_object() else {
+            return Err(bad("body", short(body), "must be a JSON object"));
+        };
+        let get = |field: &'static str| object.get(field).filter(|v| !v.is_null());
+        let required = |field: &'static str| {
+            get(field).ok_or_else(|| bad(field, "<missing>".to_owned(), "is required"))
+        };
+        let number = |field: &'static str| -> Result<u32, MalformedTask> {
+            let v = required(field)?;
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| bad(field, v.to_string(), "must be a whole number ≥ 0"))
+        };
+        let string = |field: &'static str| -> Result<&str, MalformedTask> {
+            let v = required(field)?;
+            v.as_str()
+                .ok_or_else(|| bad(field, v.to_string(), "must be a string"))
+        };
+        let time = |field: &'static str| -> Result<Timestamp, MalformedTask> {
+            let raw = string(field)?;
+            Timestamp::parse(raw).map_err(|e| bad(field, format!("{raw:?}"), &e.reason))
+        };
+        let schema_version = number("schema_version")?;
+        if schema_version != SEGMENT_TASK_VERSION {
+            return Err(bad(
+                "schema_version",
+                schema_version.to_string(),
+                &format!("this scanner reads version {SEGMENT_TASK_VERSION}"),
+            ));
+        }
+        let run_id = string("run_id")?.to_owned();
+        if run_id.is_empty() {
+            return Err(bad("run_id", "\"\"".to_owned(), "must not be empty"));
+        }
+        let kind = match string("kind")? {
+            "full" => ScanKind::Full,
+            "incremental" => ScanKind::Incremental,
+            "backfill" => ScanKind::Backfill,
+            other => {
+                return Err(bad(
+                    "kind",
+                    format!("{other:?}"),
+                    "expected \"full\", \"incremental\" or \"backfill\"",
+                ));
+            }
+        };
+        let (from, to) = (time("from")?, time("to")?);
+        if from > to {
+            return Err(bad("to", to.to_string(), "must not be before from"));
+        }
+        let tenant_id = match get("tenant_id") {
+            None => None,
+            Some(v) => {
+                let raw = v
+                    .as_str()
+                    .ok_or_else(|| bad("tenant_id", v.to_string(), "must be a string"))?;
+                TenantId::parse(raw).map_err(|e| bad("tenant_id", format!("{raw:?}"), e.reason))?;
+                Some(raw.to_owned())
+            }
+        };
+        let total_segments = number("total_segments")?;
+        if total_segments == 0 {
+            return Err(bad("total_segments", "0".to_owned(), "must be at least 1"));
+        }
+        let segment = number("segment")?;
+        if segment >= total_segments {
+            return Err(bad(
+                "segment",
+                segment.to_string(),
+                &format!("must be less than total_segments ({total_segments})"),
+            ));
+        }
+        let cursor = match get("cursor") {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .ok_or_else(|| bad("cursor", v.to_string(), "must be a string or null"))?
+                    .to_owned(),
+            ),
+        };
+        let continuation = match get("continuation") {
+            None => 0,
+            Some(_) => number("continuation")?,
+        };
+        let records_horizon = match required("records_horizon")? {
+            serde_json::Value::Bool(b) => *b,
+            other => {
+                return Err(bad(
+                    "records_horizon",
+                    other.to_string(),
+                    "must be true or false",
+                ));
+            }
+        };
+        Ok(Self {
+            schema_version,
+            run_id,
+            kind,
+            from,
+            to,
+            tenant_id,
+            segment,
+            total_segments,
+            cursor,
+            continuation,
+            records_horizon,
+        })
+    }
+}
+
+fn short(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
+    }
+}
+
+/// What one invocation of a segment task did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRun {
+    pub report: ScanReport,
+    pub outcome: SegmentOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SegmentOutcome {
+    /// The segment's last page is done.
+    Done,
+    /// The deadline came first: this task (with the checkpoint) goes on from there.
+    Continue(SegmentTask),
+}
+
+/// What [`Scanner::work_segment`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "segment", rename_all = "snake_case")]
+pub enum SegmentWork {
+    /// Cut by the deadline; the continuation is on the segment queue.
+    Continued {
+        report: ScanReport,
+        next: Box<SegmentTask>,
+    },
+    /// The segment is complete.
+    Done {
+        report: ScanReport,
+        segments_done: u32,
+        run_complete: bool,
+        horizon_recorded: Option<Timestamp>,
+    },
+}
+
+/// Why a segment task is not acknowledged (SQS delivers it again, then the DLQ).
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentFailure {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error(
+        "segment {segment} of run {run_id} incomplete: {write_errors} writes still failing after their retries"
+    )]
+    Incomplete {
+        run_id: String,
+        segment: u32,
+        write_errors: usize,
+        report: Box<ScanReport>,
+    },
+}
+
+impl From<QueueError> for SegmentFailure {
+    fn from(e: QueueError) -> Self {
+        Self::App(e.into())
+    }
+}
+
+/// What a fan-out sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FanOut {
+    pub run_id: String,
+    pub from: String,
+    pub to: String,
+    pub segments: usize,
 }
 
 #[cfg(test)]

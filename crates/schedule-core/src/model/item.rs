@@ -164,18 +164,6 @@ impl ScheduleItem {
         self
     }
 
-    /// Whether [`crate::ports::ScheduleStore::materialize`] of `new` leaves this stored
-    /// occurrence exactly as it is: `new` is pre-judged (only ever created), or this one
-    /// already has `new`'s version or a newer one, or it is neither PENDING nor CANCELLED.
-    /// Each case stays true as the item moves on (versions only grow, and only CANCELLED
-    /// goes back to PENDING, with a newer version), so a read that finds it can stand in
-    /// for the conditional write.
-    pub fn left_alone_by(&self, new: &ScheduleItem) -> bool {
-        new.status != Status::Pending
-            || self.definition_version >= new.definition_version
-            || !matches!(self.status, Status::Pending | Status::Cancelled)
-    }
-
     /// Whether a lease held by someone other than `owner` is still running at `now`.
     pub fn leased_by_other(&self, owner: &str, now: Timestamp) -> bool {
         match (&self.lease_owner, self.lease_until) {

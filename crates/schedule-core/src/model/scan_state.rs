@@ -24,6 +24,24 @@ pub fn scan_horizon_key() -> super::ScheduleKey {
     }
 }
 
+/// `PK` prefix of the item recording a fanned-out run's progress (`SCANNER#RUN#{run id}`).
+pub const SCAN_RUN_PK_PREFIX: &str = "SCANNER#RUN#";
+/// `SK` of a run's progress item.
+pub const SCAN_RUN_SK: &str = "SEGMENTS";
+/// Attribute (a number set) of the segments of a run that are complete.
+pub const SEGMENTS_DONE_ATTR: &str = "segments_done";
+/// Attribute holding how many segments the run has.
+pub const TOTAL_SEGMENTS_ATTR: &str = "total_segments";
+
+/// The key of the item recording the progress of run `run_id`. Like the horizon item it
+/// starts with `SCANNER#` and carries no `status_shard`: never an occurrence, never indexed.
+pub fn scan_run_key(run_id: &str) -> super::ScheduleKey {
+    super::ScheduleKey {
+        pk: format!("{SCAN_RUN_PK_PREFIX}{run_id}"),
+        sk: SCAN_RUN_SK.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,5 +51,8 @@ mod tests {
         let key = scan_horizon_key();
         assert!(super::super::ScheduleKey::parse(&key.pk, &key.sk).is_err());
         assert!(!key.pk.starts_with("TENANT#"));
+        let run = scan_run_key("full:2026-11-26T00:00:00Z:4");
+        assert!(super::super::ScheduleKey::parse(&run.pk, &run.sk).is_err());
+        assert!(!run.pk.starts_with("TENANT#"));
     }
 }
