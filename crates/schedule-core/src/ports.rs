@@ -170,6 +170,32 @@ pub trait ScheduleStore: Send + Sync {
         sweep: &Sweep,
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    // ---- The scheduler's one write per dispatched step. ----
+
+    /// PENDING → QUEUED **before** the send, in one conditional write: only while the item
+    /// is PENDING and nobody holds an unexpired lease on it (a run of an older scheduler
+    /// that leased it and is sending it). `queued_at` becomes `now` and the item moves to
+    /// the QUEUED shard of the index. `Ok(true)`: this caller owns the send.
+    fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Undoes [`Self::queue_unleased`] when the send was refused: QUEUED → PENDING (back in
+    /// the PENDING shard, `queued_at` removed, `retry_count` + 1, `reason` in `last_error`),
+    /// only while the item is QUEUED with `queued_at` equal to `queued_at` and no unexpired
+    /// lease — exactly as this caller left it. Not a status transition: the QUEUED write is
+    /// taken back before any message could act on it. `Ok(false)`: it moved on (an
+    /// executor holds or finished it); it is left alone.
+    fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// What the scheduler's sweep does with one stuck QUEUED occurrence.
@@ -613,6 +639,24 @@ impl<T: ScheduleStore + ?Sized> ScheduleStore for std::sync::Arc<T> {
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).sweep_queued(key, seen_queued_at, sweep, now)
+    }
+
+    fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).queue_unleased(key, now)
+    }
+
+    fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).unqueue(key, queued_at, reason, now)
     }
 }
 

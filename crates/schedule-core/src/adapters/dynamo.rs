@@ -707,6 +707,71 @@ impl ScheduleStore for DynamoScheduleStore {
             .await;
         conditional_write("UpdateItem", out)
     }
+
+    async fn queue_unleased(&self, key: &ScheduleKey, now: Timestamp) -> Result<bool, StoreError> {
+        let shard = StatusShard::new(Status::Queued, shard_of(key, self.shards));
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .update_expression(
+                "SET #status = :queued, #shard = :shard, queued_at = :now \
+                 REMOVE lease_owner, lease_until",
+            )
+            .condition_expression(
+                "attribute_exists(PK) AND #status = :pending \
+                 AND (attribute_not_exists(lease_until) OR lease_until <= :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#shard", attr::STATUS_SHARD)
+            .expression_attribute_values(":queued", s(Status::Queued.as_str()))
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":shard", s(shard.as_str()))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .send()
+            .await;
+        conditional_write("UpdateItem", out)
+    }
+
+    async fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let shard = StatusShard::new(Status::Pending, shard_of(key, self.shards));
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .update_expression(
+                "SET #status = :pending, #shard = :shard, last_error = :reason, \
+                 retry_count = if_not_exists(retry_count, :zero) + :one \
+                 REMOVE queued_at, lease_owner, lease_until",
+            )
+            .condition_expression(
+                "attribute_exists(PK) AND #status = :queued AND queued_at = :at \
+                 AND (attribute_not_exists(lease_until) OR lease_until <= :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#shard", attr::STATUS_SHARD)
+            .expression_attribute_values(":queued", s(Status::Queued.as_str()))
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":shard", s(shard.as_str()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":at", s(queued_at.to_string()))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .send()
+            .await;
+        conditional_write("UpdateItem", out)
+    }
 }
 
 /// Attribute counting the sweep's re-dispatches of one occurrence.

@@ -440,6 +440,51 @@ impl ScheduleStore for InMemoryScheduleStore {
         }
         Ok(true)
     }
+
+    async fn queue_unleased(&self, key: &ScheduleKey, now: Timestamp) -> Result<bool, StoreError> {
+        let shards = self.status_shards();
+        let mut t = lock(&self.table);
+        let applies = t.items.get(key).is_some_and(|stored| {
+            stored.status == Status::Pending && stored.lease_until.is_none_or(|until| until <= now)
+        });
+        if applies {
+            t.update(key, |stored| {
+                stored.apply(&StatusChange::queued(now), shards)
+            });
+        }
+        Ok(applies)
+    }
+
+    async fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let shards = self.status_shards();
+        let mut t = lock(&self.table);
+        let applies = t.items.get(key).is_some_and(|stored| {
+            stored.status == Status::Queued
+                && stored.queued_at == Some(queued_at)
+                && stored.lease_until.is_none_or(|until| until <= now)
+        });
+        if applies {
+            t.update(key, |stored| {
+                stored.status = Status::Pending;
+                stored.status_shard = Some(StatusShard::new(
+                    Status::Pending,
+                    crate::model::shard_of(&stored.key, shards),
+                ));
+                stored.queued_at = None;
+                stored.retry_count = stored.retry_count.saturating_add(1);
+                stored.last_error = Some(reason.to_owned());
+                stored.lease_owner = None;
+                stored.lease_until = None;
+            });
+        }
+        Ok(applies)
+    }
 }
 
 fn decode_index_cursor(shard: &StatusShard, c: &Cursor) -> Result<IndexKey, StoreError> {

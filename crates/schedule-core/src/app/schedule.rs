@@ -1,16 +1,26 @@
 //! The scheduler run (every window, 5 minutes by default): PENDING occurrences due before
-//! `now + window + margin` → the execution queue with a per-message delay → QUEUED.
+//! `now + window + margin` → QUEUED → the execution queue with a per-message delay.
 //!
-//! Order of writes, and why: **lease, send, then mark QUEUED**.
-//! - Marking QUEUED before sending would strand the occurrence if the run died between the
-//!   two: QUEUED with no message, and nothing would ever look at it again.
-//! - Sending first means a crash after the send leaves the item PENDING with a message on
-//!   the queue; the next run sends it again, and the executor absorbs the duplicate (it
-//!   reads the item and leases it before sending a trigger). At worst a duplicate message,
+//! Order of writes, and why: **mark QUEUED, then send; put back to PENDING only if the
+//! send is refused** — one write per dispatched step (it was a lease, the send, then the
+//! QUEUED write: two).
+//! - The QUEUED write is conditional on the item being PENDING with no unexpired lease, so
+//!   two overlapping runs never both send: the second finds it QUEUED and leaves it alone
+//!   (and a run of an older scheduler that leased it is not overtaken).
+//! - A refused send (the whole batch, or one entry after the queue adapter's retries) is
+//!   put back to PENDING — conditionally on the item being exactly as this run left it —
+//!   and the next run sends it. A write only on failure.
+//! - A crash between the QUEUED write and the send (or a put-back that could not be
+//!   written) leaves a QUEUED item with no message. The sweep below finds it once it is
+//!   stuck: `maxReceiveCount × visibility + window` (3 × 180 s + 300 s = 14 min by default)
+//!   after it was due, and sends it again under the same execution id — late, not lost —
+//!   or records it MISSED if that is past its misfire grace (1 h by default). Sending
+//!   first and writing after would instead cost the second write on every step to save
+//!   minutes on a crash that is rare.
+//! - An ambiguous send (a timeout after SQS took the message) that is put back to PENDING
+//!   leaves a message for a PENDING item; the executor marks it QUEUED itself, and a
+//!   second copy is dropped by status and execution id. At worst a duplicate message,
 //!   never a lost occurrence.
-//! - The lease (a conditional write on a PENDING item) comes first so that two overlapping
-//!   runs never both send: the second sees the lease and leaves the item alone. A run that
-//!   dies holding a lease only delays the item until the lease runs out.
 //!
 //! Before any of that, **check the definitions** of the due page: one batched, consistent
 //! read of the distinct definitions, and every occurrence whose definition is gone,
@@ -134,8 +144,8 @@ pub struct ScheduleReport {
     /// Taken by another run (or already moved on by the executor).
     pub already_taken: usize,
     pub dispatch_failed: usize,
-    /// Sent, but the QUEUED write found the item changed (the executor got there first,
-    /// or the definition was cancelled); the executor decides.
+    /// Kept in the report's shape; always 0 since the QUEUED write comes before the send
+    /// (an item that moved on first is counted in `already_taken`).
     pub status_lost: usize,
     pub status_errors: usize,
     /// QUEUED occurrences found past every receive of their message.
@@ -202,7 +212,6 @@ struct BatchReport {
     missed: usize,
     already_taken: usize,
     dispatch_failed: usize,
-    status_lost: usize,
     status_errors: usize,
     left: usize,
 }
@@ -218,11 +227,25 @@ struct SweepReport {
 }
 
 enum Prepared {
-    Send { entry: DueEntry },
+    /// Marked QUEUED by this run at `queued_at`.
+    Send {
+        entry: DueEntry,
+        queued_at: Timestamp,
+    },
     Missed,
     Taken,
     Error,
 }
+/// What became of an occurrence whose message the queue refused.
+enum PutBack {
+    /// PENDING again: the next run sends it.
+    Pending,
+    /// It moved on meanwhile (an executor got a copy of an ambiguous send): left alone.
+    MovedOn,
+    /// Still QUEUED: the stuck sweep finds it.
+    Error,
+}
+
 /// The cancelling version when no definition is left to compare with (deleted, or a row
 /// that does not read as a definition): every pending occurrence of it goes.
 const ANY_VERSION: u64 = u64::MAX;
@@ -334,7 +357,7 @@ pub struct Scheduler<S, Q, D, C> {
 }
 
 impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Scheduler<S, Q, D, C> {
-    /// One run. `run_id` names this run's leases (the Lambda request id).
+    /// One run. `run_id` names this run in its logs (the Lambda request id).
     pub async fn run(
         &self,
         run_id: &str,
@@ -382,7 +405,6 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
             report.missed += b.missed;
             report.already_taken += b.already_taken;
             report.dispatch_failed += b.dispatch_failed;
-            report.status_lost += b.status_lost;
             report.status_errors += b.status_errors;
             report.left_for_next_run += b.left;
         }
@@ -402,6 +424,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         report.dispatch_failed += swept.dispatch_failed;
         report.status_errors += swept.status_errors;
         info!(
+            run_id = run.id,
             due = report.due,
             dispatched = report.dispatched,
             missed = report.missed,
@@ -571,7 +594,8 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         }
     }
 
-    /// One batch: decide each entry, send the ones to send, mark them QUEUED.
+    /// One batch: mark each entry QUEUED (the one write a dispatched step costs), send the
+    /// ones this run marked, and put back to PENDING the ones the queue refused.
     async fn dispatch_batch(
         &self,
         chunk: &[DueEntry],
@@ -583,74 +607,102 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
             return Ok(report);
         }
         let prepared = join_all(chunk.iter().map(|e| self.prepare(e, run))).await;
-        let mut to_send = Vec::new();
+        let mut marked = Vec::new();
         for p in prepared {
             match p {
-                Prepared::Send { entry } => to_send.push(entry),
+                Prepared::Send { entry, queued_at } => marked.push((entry, queued_at)),
                 Prepared::Missed => report.missed += 1,
                 Prepared::Taken => report.already_taken += 1,
                 Prepared::Error => report.status_errors += 1,
             }
         }
-        if to_send.is_empty() {
+        if marked.is_empty() {
             return Ok(report);
         }
-        // Delays are taken right before the send so the time spent on leases is not added.
+        // Delays are taken right before the send so the time spent on the writes is not added.
         let now = self.clock.now();
-        let to_send: Vec<(DueEntry, Duration)> = to_send
-            .into_iter()
-            .map(|e| {
-                let delay = delay_until(now, e.scheduled_time);
-                (e, delay)
-            })
-            .collect();
-        let messages: Vec<OutgoingMessage> = to_send
+        let messages: Vec<OutgoingMessage> = marked
             .iter()
-            .map(|(e, delay)| OutgoingMessage {
+            .map(|(e, _)| OutgoingMessage {
                 id: e.key.to_string(),
                 body: ExecutionMessage::for_key(&e.key, e.scheduled_time).body(),
-                delay: *delay,
+                delay: delay_until(now, e.scheduled_time),
             })
             .collect();
-        // A refused batch costs this batch only: its occurrences stay leased PENDING and the
-        // next run sends them; the rest of the run (and what it counted) goes on.
-        let sent = match self.queue.send_batch(&messages).await {
-            Ok(sent) => sent,
+        // A refused batch costs this batch only (its entries go back to PENDING for the next
+        // run); the rest of the run, and what it counted, goes on.
+        let refused: Vec<(String, String)> = match self.queue.send_batch(&messages).await {
+            Ok(sent) => sent.failed,
             Err(e) => {
-                report.dispatch_failed += messages.len();
-                run.metrics
-                    .count(Metric::DispatchFailed, messages.len() as u64);
-                warn!(entries = messages.len(), error = %crate::error::chain(&e), "batch not sent to the execution queue; the next run retries");
-                return Ok(report);
+                let why = crate::error::chain(&e);
+                messages
+                    .iter()
+                    .map(|m| (m.id.clone(), why.clone()))
+                    .collect()
             }
         };
-        for (id, why) in &sent.failed {
-            report.dispatch_failed += 1;
-            run.metrics.incr(Metric::DispatchFailed);
-            warn!(key = %id, error = %why, "not sent to the execution queue; the next run retries");
+        for (entry, message) in marked.iter().zip(&messages) {
+            if !refused.iter().any(|(id, _)| *id == message.id) {
+                report.dispatched += 1;
+                run.metrics.incr(Metric::Dispatched);
+                info!(pk = %entry.0.key.pk, sk = %entry.0.key.sk, scheduled_time = %entry.0.scheduled_time,
+                      delay_s = message.delay.as_secs(), "dispatched");
+            }
         }
-        let marks = to_send
-            .iter()
-            .filter(|(e, _)| sent.sent.contains(&e.key.to_string()))
-            .map(|(e, delay)| self.mark_queued(&e.key, e.scheduled_time, *delay, run));
-        for marked in join_all(marks).await {
-            match marked {
-                Ok(true) => {
-                    report.dispatched += 1;
-                    run.metrics.incr(Metric::Dispatched);
-                }
-                Ok(false) => report.status_lost += 1,
-                Err(e) => {
-                    // The message is on its way; the executor moves the item on by itself.
-                    warn!(error = %crate::error::chain(&e), "sent, but the QUEUED write failed");
-                    report.status_errors += 1;
-                }
+        report.dispatch_failed += refused.len();
+        run.metrics
+            .count(Metric::DispatchFailed, refused.len() as u64);
+        let undo = marked.iter().filter_map(|(entry, queued_at)| {
+            let id = entry.key.to_string();
+            let (_, why) = refused.iter().find(|(r, _)| *r == id)?;
+            Some(self.put_back(entry, *queued_at, why, run))
+        });
+        for outcome in join_all(undo).await {
+            match outcome {
+                PutBack::Pending | PutBack::MovedOn => {}
+                PutBack::Error => report.status_errors += 1,
             }
         }
         Ok(report)
     }
 
-    /// Decides one entry: too late (MISSED), taken by someone else, or ours to send.
+    /// The queue refused `entry`'s message: QUEUED → PENDING, as this run left it, so the
+    /// next run sends it. If the write cannot be made, the item stays QUEUED with no
+    /// message and the stuck sweep sends it again (late, never lost).
+    async fn put_back(
+        &self,
+        entry: &DueEntry,
+        queued_at: Timestamp,
+        why: &str,
+        run: &Run<'_>,
+    ) -> PutBack {
+        let key = entry.key.to_string();
+        let reason = format!("execution queue refused the message: {why}");
+        let now = Timestamp::from_datetime(self.clock.now());
+        let undone = self
+            .retried(&key, run, || {
+                self.store.unqueue(&entry.key, queued_at, &reason, now)
+            })
+            .await;
+        match undone {
+            Ok(true) => {
+                warn!(key = %entry.key, error = %why, "not sent to the execution queue; back to PENDING for the next run");
+                PutBack::Pending
+            }
+            Ok(false) => {
+                warn!(key = %entry.key, error = %why, "not sent, and the occurrence moved on meanwhile; left as it is");
+                PutBack::MovedOn
+            }
+            Err(e) => {
+                warn!(key = %entry.key, error = %crate::error::chain(&e),
+                      "not sent, and could not be put back to PENDING; the stuck sweep sends it again");
+                PutBack::Error
+            }
+        }
+    }
+
+    /// Decides one entry: too late (MISSED), taken by someone else, or marked QUEUED by
+    /// this run and so ours to send.
     async fn prepare(&self, entry: &DueEntry, run: &Run<'_>) -> Prepared {
         let now = Timestamp::from_datetime(self.clock.now());
         let key = entry.key.to_string();
@@ -678,22 +730,19 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
                 };
             }
         }
-        // Retried with the same owner: a lease that landed but whose answer was lost is
-        // simply renewed.
-        let until = now.plus(self.settings.lease);
-        let leased = self
-            .retried(&key, run, || {
-                self.store
-                    .try_lease(&entry.key, Status::Pending, run.id, until, now)
-            })
+        // A write that landed but whose answer was lost reads as taken on the retry: the
+        // item is QUEUED with no message, and the stuck sweep sends it (late, not lost).
+        let queued = self
+            .retried(&key, run, || self.store.queue_unleased(&entry.key, now))
             .await;
-        match leased {
+        match queued {
             Ok(true) => Prepared::Send {
                 entry: entry.clone(),
+                queued_at: now,
             },
             Ok(false) => Prepared::Taken,
             Err(e) => {
-                warn!(key = %entry.key, error = %crate::error::chain(&e), "could not lease occurrence");
+                warn!(key = %entry.key, error = %crate::error::chain(&e), "could not mark occurrence QUEUED");
                 Prepared::Error
             }
         }
@@ -729,30 +778,6 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
             })?
             .with_error(reason);
         self.write_status(key, &change, run).await
-    }
-
-    /// PENDING → QUEUED once the message is sent. `Ok(false)`: the item moved on first
-    /// (the executor got there, or its definition was cancelled).
-    async fn mark_queued(
-        &self,
-        key: &ScheduleKey,
-        scheduled_time: Timestamp,
-        delay: Duration,
-        run: &Run<'_>,
-    ) -> Result<bool, StatusWriteError> {
-        let now = Timestamp::from_datetime(self.clock.now());
-        let change =
-            StatusChange::transition(Status::Pending, Status::Queued, now).map_err(|source| {
-                StatusWriteError::Transition {
-                    key: key.clone(),
-                    source,
-                }
-            })?;
-        let won = self.write_status(key, &change, run).await?;
-        if won {
-            info!(pk = %key.pk, sk = %key.sk, scheduled_time = %scheduled_time, delay_s = delay.as_secs(), "dispatched");
-        }
-        Ok(won)
     }
 
     /// One conditional status change, retried.
@@ -1172,6 +1197,92 @@ mod tests {
                 (Status::Queued, 0),
                 "{leased:?}"
             );
+        }
+
+        /// The execution queue, refusing every entry whose id is listed (as SQS answers a
+        /// batch entry it could not take, after the adapter's retries).
+        struct Refusing {
+            inner: std::sync::Arc<crate::adapters::memory::InMemoryQueue>,
+            refuse: std::sync::Mutex<Vec<String>>,
+        }
+
+        impl DispatchQueue for Refusing {
+            async fn send_batch(
+                &self,
+                messages: &[crate::ports::OutgoingMessage],
+            ) -> Result<crate::ports::SendReport, crate::error::QueueError> {
+                let refuse = self.refuse.lock().unwrap().clone();
+                let (refused, passed): (Vec<_>, Vec<_>) = messages
+                    .iter()
+                    .cloned()
+                    .partition(|m| refuse.contains(&m.id));
+                let mut report = self.inner.send_batch(&passed).await?;
+                report.failed.extend(
+                    refused
+                        .into_iter()
+                        .map(|m| (m.id, "ServiceUnavailable: injected".to_owned())),
+                );
+                Ok(report)
+            }
+
+            async fn receive(
+                &self,
+                max: u32,
+                wait: Duration,
+            ) -> Result<Vec<crate::ports::ReceivedMessage>, crate::error::QueueError> {
+                self.inner.receive(max, wait).await
+            }
+
+            async fn delete(&self, receipt_handle: &str) -> Result<(), crate::error::QueueError> {
+                self.inner.delete(receipt_handle).await
+            }
+        }
+
+        #[tokio::test]
+        async fn a_refused_send_puts_the_occurrence_back_to_pending_and_the_next_run_sends_it() {
+            let world = world(4);
+            let refused = pending(&world, "s1", 240, 4).await;
+            let sent = pending(&world, "s2", 240, 4).await;
+            let scheduler = crate::app::schedule::Scheduler {
+                store: world.memory_store.clone(),
+                queue: Refusing {
+                    inner: world.execution_queue.clone(),
+                    refuse: std::sync::Mutex::new(vec![refused.to_string()]),
+                },
+                definitions: world.definitions.clone(),
+                clock: world.clock.clone(),
+                settings: world.scheduler.settings.clone(),
+            };
+            let report = scheduler.run("run-1", None, &world.metrics).await.unwrap();
+            assert_eq!(
+                (
+                    report.dispatched,
+                    report.dispatch_failed,
+                    report.status_errors
+                ),
+                (1, 1, 0),
+                "{report:?}"
+            );
+            let back = status(&world, &refused).await;
+            assert_eq!(
+                (back.status, back.queued_at, back.retry_count),
+                (Status::Pending, None, 1),
+                "{back:?}"
+            );
+            assert!(
+                back.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("refused") && e.contains("ServiceUnavailable")),
+                "{back:?}"
+            );
+            assert_eq!(status(&world, &sent).await.status, Status::Queued);
+            // The queue takes it again: the next run finds it PENDING and sends it once.
+            scheduler.queue.refuse.lock().unwrap().clear();
+            world.clock.advance(Duration::from_secs(60));
+            let report = scheduler.run("run-2", None, &world.metrics).await.unwrap();
+            assert_eq!((report.due, report.dispatched), (1, 1), "{report:?}");
+            assert_eq!(status(&world, &refused).await.status, Status::Queued);
+            assert_eq!(world.execution_queue.len(), 2, "one message per occurrence");
         }
 
         #[tokio::test]
