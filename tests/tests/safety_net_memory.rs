@@ -101,6 +101,7 @@ fn counted(
     Scheduler {
         store: world.memory_store.clone(),
         queue: world.execution_queue.clone(),
+        continuation: None,
         definitions: CountingDefinitions::new(world.definitions.clone()),
         clock: world.clock.clone(),
         settings: world.scheduler.settings.clone(),

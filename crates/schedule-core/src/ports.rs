@@ -284,28 +284,37 @@ pub async fn query_due<S: ScheduleStore, C: Clock + ?Sized>(
     paging: Paging<'_, C>,
 ) -> Result<Vec<DueEntry>, StoreError> {
     let shards = due_shards(store, paging).await?;
-    let shards = StatusShard::all(status, shards).map(|shard| async move {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = retrying(
-                PAGE_RETRY,
-                shard.as_str(),
-                paging.clock,
-                paging.deadline,
-                || store.query_due_page(&shard, before, paging.page_size, cursor.as_ref()),
-            )
-            .await?;
-            out.extend(page.items);
-            match page.next {
-                Some(c) => cursor = Some(c),
-                None => return Ok::<_, StoreError>(out),
-            }
-        }
-    });
+    let shards = StatusShard::all(status, shards)
+        .map(|shard| async move { query_due_shard(store, &shard, before, paging).await });
     let mut all: Vec<DueEntry> = try_join_all(shards).await?.into_iter().flatten().collect();
     all.sort_by(|a, b| (a.scheduled_time, &a.key).cmp(&(b.scheduled_time, &b.key)));
     Ok(all)
+}
+
+/// Every entry of one shard due before `before`, paged to its end, in time order.
+pub async fn query_due_shard<S: ScheduleStore, C: Clock + ?Sized>(
+    store: &S,
+    shard: &StatusShard,
+    before: Timestamp,
+    paging: Paging<'_, C>,
+) -> Result<Vec<DueEntry>, StoreError> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = retrying(
+            PAGE_RETRY,
+            shard.as_str(),
+            paging.clock,
+            paging.deadline,
+            || store.query_due_page(shard, before, paging.page_size, cursor.as_ref()),
+        )
+        .await?;
+        out.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
 }
 
 /// A definition as read from the table: valid, or the reason it is not (with its key),

@@ -473,6 +473,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> SeedReport {
                 inner: queue.clone(),
                 chaos: chaos.clone(),
             },
+            continuation: None,
             definitions: faulty_defs.clone(),
             clock,
             settings: ScheduleSettings::default(),

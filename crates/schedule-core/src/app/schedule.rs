@@ -69,10 +69,12 @@ use crate::limits::{
     EXECUTION_MAX_RECEIVE_COUNT, EXECUTION_VISIBILITY_TIMEOUT, SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS,
 };
 use crate::metrics::{Metric, Metrics};
-use crate::model::{ScheduleItem, ScheduleKey, Status, StatusChange, Timestamp, TransitionError};
+use crate::model::{
+    ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, Timestamp, TransitionError,
+};
 use crate::ports::{
     Clock, DefinitionKey, DefinitionSource, DispatchQueue, DueEntry, FetchedDefinitions,
-    OutgoingMessage, Paging, ScannedDefinition, ScheduleStore, Sweep, query_due,
+    OutgoingMessage, Paging, ScannedDefinition, ScheduleStore, Sweep, query_due, query_due_shard,
 };
 use crate::recurrence::{Window, occurrences};
 use crate::retry::{RetryPolicy, retrying};
@@ -92,10 +94,16 @@ pub struct ScheduleSettings {
     /// Times the sweep sends one stuck QUEUED occurrence again before it is FAILED.
     pub stuck_redispatches: u32,
     pub page_size: u32,
-    /// Send batches in flight at once.
-    pub batches_in_flight: usize,
-    /// How long a run's claim on an item lasts if the run dies.
-    pub lease: Duration,
+    /// `SendMessageBatch` calls in flight at once (`SEND_CONCURRENCY`). Each batch first
+    /// makes its (at most 10) conditional QUEUED writes concurrently, so at most ten times
+    /// this many store writes are in flight too.
+    pub send_concurrency: usize,
+    /// Due occurrences checked against their definitions at a time, before their batches
+    /// go: the first steps leave before the definitions of the last are read.
+    pub slice: usize,
+    /// Continuations one window's backlog may chain through before the rest waits for the
+    /// next run (a bound, not an expected count).
+    pub max_handoffs: u32,
     pub status_retry: RetryPolicy,
     pub deadline_margin: Duration,
 }
@@ -110,8 +118,12 @@ impl Default for ScheduleSettings {
             execution_visibility: EXECUTION_VISIBILITY_TIMEOUT,
             stuck_redispatches: 2,
             page_size: 500,
-            batches_in_flight: 4,
-            lease: Duration::from_secs(120),
+            // 16 batches: 16 SendMessageBatch and up to 160 UpdateItem calls in flight,
+            // well within one 256 MB Lambda's connections, and about 5,000 steps/s at
+            // 30 ms per batch.
+            send_concurrency: 16,
+            slice: 2_000,
+            max_handoffs: 10,
             status_retry: RetryPolicy::new(
                 5,
                 Duration::from_millis(50),
@@ -156,8 +168,13 @@ pub struct ScheduleReport {
     pub stuck_failed: usize,
     /// Of those, MISSED: past their misfire grace.
     pub stuck_missed: usize,
-    /// Left for the next run because the deadline came first.
+    /// Left for the next run because the deadline came first and no continuation took
+    /// them.
     pub left_for_next_run: usize,
+    /// Handed to continuations because the deadline came first.
+    pub handed_off: usize,
+    /// Continuation messages sent (one per shard with work left).
+    pub continuations: usize,
     /// Cancelled before sending: the definition is gone, invalid, disabled, or no longer
     /// yields the occurrence's time.
     pub cancelled: usize,
@@ -213,7 +230,15 @@ struct BatchReport {
     already_taken: usize,
     dispatch_failed: usize,
     status_errors: usize,
-    left: usize,
+    /// Not started: the deadline came first.
+    left: Vec<DueEntry>,
+}
+
+/// What a hand-off passed on.
+#[derive(Debug, Default)]
+struct Handed {
+    entries: usize,
+    messages: usize,
 }
 
 #[derive(Debug, Default)]
@@ -346,10 +371,87 @@ fn key_by_definition(
     keyed
 }
 
+/// Version of the continuation message body.
+pub const CONTINUATION_VERSION: u32 = 1;
+
+/// The body of a scheduler continuation: the rest of one PENDING shard, due before
+/// `before`. No cursor is carried: every occurrence sent leaves the PENDING shard, so the
+/// shard's start is where the work resumes (and what a run could not write is tried again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Continuation {
+    pub v: u32,
+    /// The `status_shard` value, as indexed (`PENDING#03`).
+    pub status_shard: String,
+    /// The due bound of the run that handed off.
+    pub before: Timestamp,
+    /// Hand-offs that led here, 1 for the first continuation.
+    pub handoff: u32,
+}
+
+/// Why a continuation body cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedContinuation {
+    #[error("body is not a scheduler continuation: {0}")]
+    Shape(String),
+    #[error("unsupported continuation version {0}")]
+    Version(u32),
+    #[error("status_shard {0:?} is not a PENDING shard (PENDING#nn)")]
+    Shard(String),
+}
+
+impl From<MalformedContinuation> for AppError {
+    fn from(e: MalformedContinuation) -> Self {
+        AppError::InvalidRequest(e.to_string())
+    }
+}
+
+impl Continuation {
+    pub fn new(shard: &StatusShard, before: Timestamp, handoff: u32) -> Self {
+        Self {
+            v: CONTINUATION_VERSION,
+            status_shard: shard.to_string(),
+            before,
+            handoff,
+        }
+    }
+
+    pub fn body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn parse(body: &str) -> Result<Self, MalformedContinuation> {
+        let c: Self =
+            serde_json::from_str(body).map_err(|e| MalformedContinuation::Shape(e.to_string()))?;
+        if c.v != CONTINUATION_VERSION {
+            return Err(MalformedContinuation::Version(c.v));
+        }
+        c.status_shard()?;
+        Ok(c)
+    }
+
+    /// The shard, checked: `PENDING#nn` with `nn` below [`crate::limits::MAX_STATUS_SHARDS`].
+    pub fn status_shard(&self) -> Result<StatusShard, MalformedContinuation> {
+        let bad = || MalformedContinuation::Shard(self.status_shard.clone());
+        let n: u16 = self
+            .status_shard
+            .strip_prefix("PENDING#")
+            .filter(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(bad)?
+            .parse()
+            .map_err(|_| bad())?;
+        if n >= crate::limits::MAX_STATUS_SHARDS {
+            return Err(bad());
+        }
+        Ok(StatusShard::new(Status::Pending, n))
+    }
+}
+
 #[derive(Debug)]
 pub struct Scheduler<S, Q, D, C> {
     pub store: S,
     pub queue: Q,
+    /// The scheduler continuation queue (`None`: a backlog waits for the next run).
+    pub continuation: Option<Q>,
     /// The definitions table, read once per run to check the due occurrences.
     pub definitions: D,
     pub clock: C,
@@ -365,15 +467,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         metrics: &Metrics,
     ) -> Result<ScheduleReport, AppError> {
         let started = self.clock.now();
-        let run = Run {
-            id: run_id,
-            stop: Deadline::new(deadline, started, self.settings.deadline_margin),
-            retry_until: deadline.map(|d| {
-                d - chrono::Duration::from_std(self.settings.deadline_margin)
-                    .unwrap_or(chrono::Duration::zero())
-            }),
-            metrics,
-        };
+        let run = self.start(run_id, deadline, started, metrics);
         let now = Timestamp::from_datetime(started);
         let bound = now.plus(self.settings.window + self.settings.margin);
         let mut report = ScheduleReport {
@@ -383,39 +477,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         };
         self.record_status_shards(&run).await;
         let due = query_due(&self.store, Status::Pending, bound, self.paging(&run)).await?;
-        report.due = due.len();
-        let checked = self.check_definitions(due, &run).await;
-        report.cancelled = checked.cancelled;
-        report.definitions_unchecked = checked.unchecked;
-        report.already_taken = checked.already_taken;
-        report.status_errors = checked.status_errors;
-        let due = checked.to_dispatch;
-
-        // Batches of 10 (one SendMessageBatch each), a few in flight at once; each batch
-        // checks the deadline before it starts.
-        let batches: Vec<BatchReport> = futures::stream::iter(due.chunks(SQS_MAX_BATCH))
-            .map(|chunk| self.dispatch_batch(chunk, &run))
-            .buffered(self.settings.batches_in_flight.max(1))
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
-        for b in batches {
-            report.dispatched += b.dispatched;
-            report.missed += b.missed;
-            report.already_taken += b.already_taken;
-            report.dispatch_failed += b.dispatch_failed;
-            report.status_errors += b.status_errors;
-            report.left_for_next_run += b.left;
-        }
-        if report.left_for_next_run > 0 {
-            warn!(
-                left = report.left_for_next_run,
-                "deadline near; left the rest for the next run"
-            );
-        }
-        metrics.count(Metric::Missed, report.missed as u64);
-        metrics.count(Metric::AlreadyTaken, report.already_taken as u64);
+        self.dispatch_due(due, bound, 0, &mut report, &run).await?;
         let swept = self.sweep_stuck(now, &run).await?;
         report.stuck_queued = swept.stuck;
         report.stuck_redispatched = swept.redispatched;
@@ -423,6 +485,180 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         report.stuck_missed = swept.missed;
         report.dispatch_failed += swept.dispatch_failed;
         report.status_errors += swept.status_errors;
+        self.finish(&report, &run);
+        // The heartbeat: an alarm fires when no run succeeds for three windows.
+        metrics.incr(Metric::SchedulerRunSucceeded);
+        Ok(report)
+    }
+
+    /// A continuation: the rest of one PENDING shard that an earlier run (or continuation)
+    /// handed off when its deadline came, up to the same `before` bound. No sweep and no
+    /// heartbeat: the scheduled run does those.
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        deadline: Option<DateTime<Utc>>,
+        metrics: &Metrics,
+        continuation: &Continuation,
+    ) -> Result<ScheduleReport, AppError> {
+        let started = self.clock.now();
+        let run = self.start(run_id, deadline, started, metrics);
+        let mut report = ScheduleReport {
+            now: started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            due_before: continuation.before.to_string(),
+            ..Default::default()
+        };
+        let shard = continuation.status_shard()?;
+        let due =
+            query_due_shard(&self.store, &shard, continuation.before, self.paging(&run)).await?;
+        self.dispatch_due(
+            due,
+            continuation.before,
+            continuation.handoff,
+            &mut report,
+            &run,
+        )
+        .await?;
+        metrics.incr(Metric::SchedulerContinuationRan);
+        self.finish(&report, &run);
+        Ok(report)
+    }
+
+    fn start<'a>(
+        &self,
+        run_id: &'a str,
+        deadline: Option<DateTime<Utc>>,
+        started: DateTime<Utc>,
+        metrics: &'a Metrics,
+    ) -> Run<'a> {
+        Run {
+            id: run_id,
+            stop: Deadline::new(deadline, started, self.settings.deadline_margin),
+            retry_until: deadline.map(|d| {
+                d - chrono::Duration::from_std(self.settings.deadline_margin)
+                    .unwrap_or(chrono::Duration::zero())
+            }),
+            metrics,
+        }
+    }
+
+    /// Checks and sends `due` (in time order), slice by slice so the first steps leave
+    /// before the definitions of the last are read; what the deadline leaves is handed to
+    /// continuations, one per shard (`handoff`: how many hand-offs led here).
+    async fn dispatch_due(
+        &self,
+        due: Vec<DueEntry>,
+        before: Timestamp,
+        handoff: u32,
+        report: &mut ScheduleReport,
+        run: &Run<'_>,
+    ) -> Result<(), AppError> {
+        report.due += due.len();
+        let mut left: Vec<DueEntry> = Vec::new();
+        for slice in due.chunks(self.settings.slice.max(SQS_MAX_BATCH)) {
+            if run.stop.near(self.clock.now()) {
+                left.extend_from_slice(slice);
+                continue;
+            }
+            let checked = self.check_definitions(slice.to_vec(), run).await;
+            report.cancelled += checked.cancelled;
+            report.definitions_unchecked += checked.unchecked;
+            report.already_taken += checked.already_taken;
+            report.status_errors += checked.status_errors;
+            // Batches of 10 (one SendMessageBatch each), `send_concurrency` in flight at
+            // once; each batch checks the deadline before it starts.
+            let batches: Vec<BatchReport> =
+                futures::stream::iter(checked.to_dispatch.chunks(SQS_MAX_BATCH))
+                    .map(|chunk| self.dispatch_batch(chunk, run))
+                    .buffer_unordered(self.settings.send_concurrency.max(1))
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<_, _>>()?;
+            for b in batches {
+                report.dispatched += b.dispatched;
+                report.missed += b.missed;
+                report.already_taken += b.already_taken;
+                report.dispatch_failed += b.dispatch_failed;
+                report.status_errors += b.status_errors;
+                left.extend(b.left);
+            }
+        }
+        if !left.is_empty() {
+            let handed = self.hand_off(&left, before, handoff, run).await;
+            report.handed_off = handed.entries;
+            report.continuations = handed.messages;
+            report.left_for_next_run = left.len() - handed.entries;
+            warn!(
+                handed_off = report.handed_off,
+                continuations = report.continuations,
+                left = report.left_for_next_run,
+                "deadline near; handed the rest to continuations"
+            );
+        }
+        run.metrics.count(Metric::Missed, report.missed as u64);
+        run.metrics
+            .count(Metric::AlreadyTaken, report.already_taken as u64);
+        run.metrics
+            .count(Metric::LeftForNextRun, report.left_for_next_run as u64);
+        Ok(())
+    }
+
+    /// Sends one continuation per shard of `left` (at once: no delay). Without a
+    /// continuation queue, past `max_handoffs`, or when the send is refused, the rest
+    /// stays PENDING for the next run.
+    async fn hand_off(
+        &self,
+        left: &[DueEntry],
+        before: Timestamp,
+        handoff: u32,
+        run: &Run<'_>,
+    ) -> Handed {
+        let mut handed = Handed::default();
+        let Some(queue) = &self.continuation else {
+            return handed;
+        };
+        if handoff >= self.settings.max_handoffs {
+            warn!(
+                handoff,
+                max = self.settings.max_handoffs,
+                "hand-off limit reached; the rest waits for the next run"
+            );
+            return handed;
+        }
+        let mut per_shard: std::collections::BTreeMap<&StatusShard, usize> = Default::default();
+        for entry in left {
+            *per_shard.entry(&entry.status_shard).or_default() += 1;
+        }
+        let messages: Vec<OutgoingMessage> = per_shard
+            .keys()
+            .map(|shard| OutgoingMessage {
+                id: shard.to_string(),
+                body: Continuation::new(shard, before, handoff + 1).body(),
+                delay: Duration::ZERO,
+            })
+            .collect();
+        let sent = match queue.send_batch(&messages).await {
+            Ok(sent) => sent.sent,
+            Err(e) => {
+                warn!(error = %crate::error::chain(&e), "continuations not sent; the rest waits for the next run");
+                Vec::new()
+            }
+        };
+        for (shard, count) in per_shard {
+            if sent.contains(&shard.to_string()) {
+                handed.entries += count;
+                handed.messages += 1;
+                info!(status_shard = %shard, left = count, before = %before, handoff = handoff + 1, "continuation sent");
+            }
+        }
+        run.metrics
+            .count(Metric::ContinuationSent, handed.messages as u64);
+        handed
+    }
+
+    /// The run's closing log line.
+    fn finish(&self, report: &ScheduleReport, run: &Run<'_>) {
         info!(
             run_id = run.id,
             due = report.due,
@@ -436,12 +672,11 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
             stuck_redispatched = report.stuck_redispatched,
             stuck_failed = report.stuck_failed,
             stuck_missed = report.stuck_missed,
+            handed_off = report.handed_off,
+            continuations = report.continuations,
             left = report.left_for_next_run,
             "schedule run finished"
         );
-        // The heartbeat: an alarm fires when no run succeeds for three windows.
-        metrics.incr(Metric::SchedulerRunSucceeded);
-        Ok(report)
     }
 
     fn paging(&self, run: &Run<'_>) -> Paging<'_, C> {
@@ -603,7 +838,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
     ) -> Result<BatchReport, AppError> {
         let mut report = BatchReport::default();
         if run.stop.near(self.clock.now()) {
-            report.left = chunk.len();
+            report.left = chunk.to_vec();
             return Ok(report);
         }
         let prepared = join_all(chunk.iter().map(|e| self.prepare(e, run))).await;
@@ -1249,6 +1484,7 @@ mod tests {
                     inner: world.execution_queue.clone(),
                     refuse: std::sync::Mutex::new(vec![refused.to_string()]),
                 },
+                continuation: None,
                 definitions: world.definitions.clone(),
                 clock: world.clock.clone(),
                 settings: world.scheduler.settings.clone(),
@@ -1283,6 +1519,134 @@ mod tests {
             assert_eq!((report.due, report.dispatched), (1, 1), "{report:?}");
             assert_eq!(status(&world, &refused).await.status, Status::Queued);
             assert_eq!(world.execution_queue.len(), 2, "one message per occurrence");
+        }
+
+        #[tokio::test]
+        async fn a_run_out_of_time_hands_each_shard_to_a_continuation_that_sends_the_rest_once() {
+            let world = world(4);
+            let mut keys = Vec::new();
+            for i in 0..30 {
+                keys.push(pending(&world, &format!("s{i:02}"), 60 + i, 4).await);
+            }
+            // A deadline that is already here: nothing can be started.
+            let now = world.clock.now();
+            let report = world
+                .scheduler
+                .run("run-1", Some(now), &world.metrics)
+                .await
+                .unwrap();
+            let shards: std::collections::BTreeSet<String> = {
+                let items = world.memory_store.items();
+                items
+                    .iter()
+                    .filter_map(|i| i.status_shard.as_ref().map(|s| s.to_string()))
+                    .collect()
+            };
+            assert_eq!(
+                (report.due, report.dispatched, report.handed_off),
+                (30, 0, 30),
+                "{report:?}"
+            );
+            assert_eq!(report.left_for_next_run, 0, "{report:?}");
+            assert_eq!(
+                report.continuations,
+                shards.len(),
+                "one per shard: {shards:?}"
+            );
+            assert_eq!(world.continuation_queue.len(), shards.len());
+            for key in &keys {
+                assert_eq!(status(&world, key).await.status, Status::Pending);
+            }
+            let reports = world.continue_ready(None).await.unwrap();
+            assert_eq!(reports.len(), shards.len(), "{reports:?}");
+            assert_eq!(
+                reports.iter().map(|r| r.dispatched).sum::<usize>(),
+                30,
+                "{reports:?}"
+            );
+            assert!(reports.iter().all(|r| r.handed_off == 0), "{reports:?}");
+            for key in &keys {
+                assert_eq!(status(&world, key).await.status, Status::Queued, "{key}");
+            }
+            assert_eq!(
+                world.execution_queue.len(),
+                30,
+                "one message per occurrence"
+            );
+            assert!(world.continuation_queue.is_empty());
+            // A continuation delivered twice finds nothing left: no duplicate.
+            let again = crate::app::schedule::Continuation::new(
+                &crate::model::StatusShard::new(Status::Pending, 0),
+                Timestamp::parse(&report.due_before).unwrap(),
+                1,
+            );
+            let rerun = world
+                .scheduler
+                .resume("dup", None, &world.metrics, &again)
+                .await
+                .unwrap();
+            assert_eq!((rerun.due, rerun.dispatched), (0, 0), "{rerun:?}");
+            assert_eq!(world.execution_queue.len(), 30);
+        }
+
+        #[tokio::test]
+        async fn hand_offs_stop_at_their_bound_and_the_rest_waits_for_the_next_run() {
+            let mut settings = EmbeddedSettings {
+                shards: 2,
+                ..Default::default()
+            };
+            settings.schedule.max_handoffs = 1;
+            let world = Embedded::new(start(), settings);
+            pending(&world, "s1", 60, 2).await;
+            let now = world.clock.now();
+            let first = world
+                .scheduler
+                .run("run-1", Some(now), &world.metrics)
+                .await
+                .unwrap();
+            assert_eq!(first.continuations, 1, "{first:?}");
+            // The continuation is out of time too; it may not hand off again.
+            let msg = world
+                .continuation_queue
+                .receive(1, Duration::ZERO)
+                .await
+                .unwrap();
+            let c = crate::app::schedule::Continuation::parse(&msg[0].body).unwrap();
+            assert_eq!(c.handoff, 1);
+            let second = world
+                .scheduler
+                .resume("c-1", Some(now), &world.metrics, &c)
+                .await
+                .unwrap();
+            assert_eq!(
+                (second.handed_off, second.left_for_next_run),
+                (0, 1),
+                "{second:?}"
+            );
+        }
+
+        #[test]
+        fn continuation_bodies_name_a_pending_shard() {
+            use crate::app::schedule::{Continuation, MalformedContinuation};
+            let ok = Continuation::parse(
+                r#"{"v":1,"status_shard":"PENDING#07","before":"2026-11-26T10:06:00Z","handoff":2}"#,
+            )
+            .unwrap();
+            assert_eq!(ok.status_shard().unwrap().as_str(), "PENDING#07");
+            let bad = |body: &str| Continuation::parse(body).unwrap_err();
+            assert_eq!(
+                bad(
+                    r#"{"v":1,"status_shard":"QUEUED#07","before":"2026-11-26T10:06:00Z","handoff":1}"#
+                ),
+                MalformedContinuation::Shard("QUEUED#07".into())
+            );
+            assert_eq!(
+                bad(
+                    r#"{"v":2,"status_shard":"PENDING#07","before":"2026-11-26T10:06:00Z","handoff":1}"#
+                ),
+                MalformedContinuation::Version(2)
+            );
+            assert!(matches!(bad("{}"), MalformedContinuation::Shape(_)));
         }
 
         #[tokio::test]
