@@ -52,6 +52,12 @@ pub const EXECUTION_RETENTION: Duration = Duration::from_secs(86_400);
 /// The DLQ keeps messages for the longest SQS allows, 14 days.
 pub const DLQ_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 
+/// Continuations of the scheduler that run at once (the continuation event source's
+/// `MaximumConcurrency`); the scheduler's reserved concurrency is this plus the scheduled run.
+pub const SCHEDULER_CONTINUATION_CONCURRENCY: u32 = 16;
+/// Timeout of `scheduler_v2`; the continuation queue's visibility timeout is six times it.
+pub const SCHEDULER_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Attribute names of the schedule table that appear in its key schema.
 pub mod attr {
     pub const PK: &str = "PK";
