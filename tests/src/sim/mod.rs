@@ -13,6 +13,7 @@ pub mod chaos;
 pub mod esm;
 pub mod journal;
 pub mod rng;
+pub mod scale;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -168,10 +168,11 @@ pub struct ScheduleReport {
     pub stuck_failed: usize,
     /// Of those, MISSED: past their misfire grace.
     pub stuck_missed: usize,
-    /// Left for the next run because the deadline came first and no continuation took
-    /// them.
+    /// Left for the next run: the deadline came first (or their QUEUED write stayed
+    /// throttled) and no continuation took them.
     pub left_for_next_run: usize,
-    /// Handed to continuations because the deadline came first.
+    /// Handed to continuations: the deadline came first, or their QUEUED write stayed
+    /// throttled.
     pub handed_off: usize,
     /// Continuation messages sent (one per shard with work left).
     pub continuations: usize,
@@ -230,7 +231,7 @@ struct BatchReport {
     already_taken: usize,
     dispatch_failed: usize,
     status_errors: usize,
-    /// Not started: the deadline came first.
+    /// Not sent: the deadline came first, or the QUEUED write stayed throttled.
     left: Vec<DueEntry>,
 }
 
@@ -259,6 +260,12 @@ enum Prepared {
     },
     Missed,
     Taken,
+    /// The QUEUED write was still throttled after its retries: handed on with the
+    /// backlog (a continuation re-reads its shard a moment later), not left for the next
+    /// window.
+    Throttled {
+        entry: DueEntry,
+    },
     Error,
 }
 /// What became of an occurrence whose message the queue refused.
@@ -593,7 +600,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
                 handed_off = report.handed_off,
                 continuations = report.continuations,
                 left = report.left_for_next_run,
-                "deadline near; handed the rest to continuations"
+                "backlog (deadline near, or throttled) handed to continuations"
             );
         }
         run.metrics.count(Metric::Missed, report.missed as u64);
@@ -727,7 +734,17 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         if !keyed.is_empty() {
             let distinct: BTreeSet<&DefinitionKey> = keyed.iter().map(|(_, k)| k).collect();
             let keys: Vec<DefinitionKey> = distinct.into_iter().cloned().collect();
-            match self.definitions.get_many(&keys).await {
+            // One batched read, retried as a whole when throttled (a huge tenant's
+            // definitions share one partition key).
+            let read = retrying(
+                self.settings.status_retry,
+                "definitions",
+                &self.clock,
+                run.retry_until,
+                || self.definitions.get_many(&keys),
+            )
+            .await;
+            match read {
                 Ok(found) => self.judge(keyed, &found, &mut report, run).await,
                 Err(e) => {
                     warn!(occurrences = keyed.len(), definitions = keys.len(), error = %crate::error::chain(&e),
@@ -848,6 +865,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
                 Prepared::Send { entry, queued_at } => marked.push((entry, queued_at)),
                 Prepared::Missed => report.missed += 1,
                 Prepared::Taken => report.already_taken += 1,
+                Prepared::Throttled { entry } => report.left.push(entry),
                 Prepared::Error => report.status_errors += 1,
             }
         }
@@ -976,6 +994,12 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
                 queued_at: now,
             },
             Ok(false) => Prepared::Taken,
+            Err(e) if e.is_retryable() => {
+                warn!(key = %entry.key, error = %crate::error::chain(&e), "occurrence not marked QUEUED (throttled); handed on with the backlog");
+                Prepared::Throttled {
+                    entry: entry.clone(),
+                }
+            }
             Err(e) => {
                 warn!(key = %entry.key, error = %crate::error::chain(&e), "could not mark occurrence QUEUED");
                 Prepared::Error
