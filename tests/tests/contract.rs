@@ -51,4 +51,5 @@ contract_cases!(
     sweeps_of_stuck_queued_items_are_conditional,
     operator_reads_a_tenants_day_and_deletes_definitions,
     tenant_modes_round_trip_and_stay_out_of_the_scan,
+    queued_before_the_send_and_put_back_when_refused,
 );
