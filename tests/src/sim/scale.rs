@@ -540,11 +540,14 @@ impl DispatchQueue for RecordingQueue {
     }
 }
 
+/// Continuation bodies with the instant each was sent, oldest first.
+pub type Waiting = Arc<Mutex<VecDeque<(DateTime<Utc>, String)>>>;
+
 /// The continuation queue: bodies with the instant they were sent.
 #[derive(Debug, Clone)]
 pub struct ContinuationQueue {
     pub clock: VirtualClock,
-    pub waiting: Arc<Mutex<VecDeque<(DateTime<Utc>, String)>>>,
+    pub waiting: Waiting,
     pub sent: Arc<AtomicU64>,
 }
 
