@@ -1238,24 +1238,29 @@ pub async fn queued_before_the_send_and_put_back_when_refused<B: Backend>(b: &B)
             .unwrap()
     );
     assert!(
-        !store.queue_unleased(&it.key, now).await.unwrap(),
+        !store.queue_unleased(&it.key, "run-1", now).await.unwrap(),
         "{}: leased by another run",
         b.name()
     );
     let later = ts("2026-11-26T10:27:00Z");
     assert!(
-        store.queue_unleased(&it.key, later).await.unwrap(),
+        store.queue_unleased(&it.key, "run-1", later).await.unwrap(),
         "{}",
         b.name()
     );
     assert!(
-        !store.queue_unleased(&it.key, later).await.unwrap(),
+        store.queue_unleased(&it.key, "run-1", later).await.unwrap(),
+        "{}: the same call again (a lost answer, retried) is recognized as ours",
+        b.name()
+    );
+    assert!(
+        !store.queue_unleased(&it.key, "run-2", later).await.unwrap(),
         "{}: a second run loses",
         b.name()
     );
     let stored = store.get(&it.key).await.unwrap().unwrap();
     assert_eq!(
-        (stored.status, stored.queued_at, stored.lease_owner.clone()),
+        (stored.status, stored.queued_at, stored.lease_until),
         (Status::Queued, Some(later), None),
         "{}",
         b.name()
@@ -1334,7 +1339,7 @@ pub async fn queued_before_the_send_and_put_back_when_refused<B: Backend>(b: &B)
         b.name()
     );
     // Once an executor moved it on, nothing puts it back.
-    assert!(store.queue_unleased(&it.key, later).await.unwrap());
+    assert!(store.queue_unleased(&it.key, "run-3", later).await.unwrap());
     assert!(
         store
             .change_status(&it.key, &change(Status::Queued, Status::Executed))

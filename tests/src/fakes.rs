@@ -162,8 +162,13 @@ impl<S: ScheduleStore> ScheduleStore for LosesQueuedWrites<S> {
 
     /// The QUEUED write lands, but its answer is lost once per item (a crash right after
     /// it, before the send).
-    async fn queue_unleased(&self, key: &ScheduleKey, now: Timestamp) -> Result<bool, StoreError> {
-        let won = self.inner.queue_unleased(key, now).await?;
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let won = self.inner.queue_unleased(key, owner, now).await?;
         if won && self.lost.lock().unwrap().insert(key.clone()) {
             return Err(StoreError::Permanent {
                 operation: "UpdateItem",
@@ -391,9 +396,14 @@ impl<S: ScheduleStore> ScheduleStore for ChaosStore<S> {
         self.after("UpdateItem", result)
     }
 
-    async fn queue_unleased(&self, key: &ScheduleKey, now: Timestamp) -> Result<bool, StoreError> {
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         self.before("UpdateItem")?;
-        let result = self.inner.queue_unleased(key, now).await;
+        let result = self.inner.queue_unleased(key, owner, now).await;
         self.after("UpdateItem", result)
     }
 

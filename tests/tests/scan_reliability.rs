@@ -488,8 +488,13 @@ impl<S: ScheduleStore> ScheduleStore for RefusesStep<S> {
             .await
     }
 
-    async fn queue_unleased(&self, key: &ScheduleKey, now: Timestamp) -> Result<bool, StoreError> {
-        self.inner.queue_unleased(key, now).await
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.queue_unleased(key, owner, now).await
     }
 
     async fn unqueue(

@@ -175,11 +175,16 @@ pub trait ScheduleStore: Send + Sync {
 
     /// PENDING → QUEUED **before** the send, in one conditional write: only while the item
     /// is PENDING and nobody holds an unexpired lease on it (a run of an older scheduler
-    /// that leased it and is sending it). `queued_at` becomes `now` and the item moves to
-    /// the QUEUED shard of the index. `Ok(true)`: this caller owns the send.
+    /// that leased it and is sending it). `queued_at` becomes `now`, `lease_owner` records
+    /// `owner` (with no `lease_until`: not a lease, so no executor waits on it) and the
+    /// item moves to the QUEUED shard of the index. The same call again (same `owner` and
+    /// `now`: a retry after a write that landed but whose answer was lost) finds it as it
+    /// left it and wins again, so a lost answer does not strand the item without a
+    /// message. `Ok(true)`: this caller owns the send.
     fn queue_unleased(
         &self,
         key: &ScheduleKey,
+        owner: &str,
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -653,9 +658,10 @@ impl<T: ScheduleStore + ?Sized> ScheduleStore for std::sync::Arc<T> {
     fn queue_unleased(
         &self,
         key: &ScheduleKey,
+        owner: &str,
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).queue_unleased(key, now)
+        (**self).queue_unleased(key, owner, now)
     }
 
     fn unqueue(

@@ -705,9 +705,14 @@ impl ScheduleStore for FaultyStore {
         out
     }
 
-    async fn queue_unleased(&self, key: &ScheduleKey, now: Timestamp) -> Result<bool, StoreError> {
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let call = async {
-            let out = self.inner.queue_unleased(key, now).await;
+            let out = self.inner.queue_unleased(key, owner, now).await;
             if let Ok(true) = out {
                 self.journal.note(
                     key,

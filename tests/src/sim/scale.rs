@@ -394,9 +394,18 @@ impl ScheduleStore for ThrottledStore {
         .await
     }
 
-    async fn queue_unleased(&self, key: &ScheduleKey, now: Timestamp) -> Result<bool, StoreError> {
-        self.written(key, "UpdateItem", self.inner.queue_unleased(key, now))
-            .await
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.written(
+            key,
+            "UpdateItem",
+            self.inner.queue_unleased(key, owner, now),
+        )
+        .await
     }
 
     async fn unqueue(

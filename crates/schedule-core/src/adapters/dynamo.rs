@@ -708,7 +708,12 @@ impl ScheduleStore for DynamoScheduleStore {
         conditional_write("UpdateItem", out)
     }
 
-    async fn queue_unleased(&self, key: &ScheduleKey, now: Timestamp) -> Result<bool, StoreError> {
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let shard = StatusShard::new(Status::Queued, shard_of(key, self.shards));
         let out = self
             .client
@@ -717,15 +722,19 @@ impl ScheduleStore for DynamoScheduleStore {
             .key(attr::PK, s(&key.pk))
             .key(attr::SK, s(&key.sk))
             .update_expression(
-                "SET #status = :queued, #shard = :shard, queued_at = :now \
-                 REMOVE lease_owner, lease_until",
+                "SET #status = :queued, #shard = :shard, queued_at = :now, lease_owner = :owner \
+                 REMOVE lease_until",
             )
+            // PENDING and free, or exactly as this same call left it (a lost answer).
             .condition_expression(
-                "attribute_exists(PK) AND #status = :pending \
-                 AND (attribute_not_exists(lease_until) OR lease_until <= :now)",
+                "attribute_exists(PK) AND ((#status = :pending \
+                 AND (attribute_not_exists(lease_until) OR lease_until <= :now)) \
+                 OR (#status = :queued AND lease_owner = :owner AND queued_at = :now \
+                 AND attribute_not_exists(lease_until)))",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#shard", attr::STATUS_SHARD)
+            .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":queued", s(Status::Queued.as_str()))
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
             .expression_attribute_values(":shard", s(shard.as_str()))

@@ -441,18 +441,30 @@ impl ScheduleStore for InMemoryScheduleStore {
         Ok(true)
     }
 
-    async fn queue_unleased(&self, key: &ScheduleKey, now: Timestamp) -> Result<bool, StoreError> {
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let shards = self.status_shards();
         let mut t = lock(&self.table);
-        let applies = t.items.get(key).is_some_and(|stored| {
-            stored.status == Status::Pending && stored.lease_until.is_none_or(|until| until <= now)
-        });
-        if applies {
+        let Some(stored) = t.items.get(key) else {
+            return Ok(false);
+        };
+        let ours = stored.status == Status::Queued
+            && stored.lease_owner.as_deref() == Some(owner)
+            && stored.lease_until.is_none()
+            && stored.queued_at == Some(now);
+        let free =
+            stored.status == Status::Pending && stored.lease_until.is_none_or(|until| until <= now);
+        if free {
             t.update(key, |stored| {
-                stored.apply(&StatusChange::queued(now), shards)
+                stored.apply(&StatusChange::queued(now), shards);
+                stored.lease_owner = Some(owner.to_owned());
             });
         }
-        Ok(applies)
+        Ok(free || ours)
     }
 
     async fn unqueue(

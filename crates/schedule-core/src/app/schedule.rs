@@ -466,7 +466,8 @@ pub struct Scheduler<S, Q, D, C> {
 }
 
 impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Scheduler<S, Q, D, C> {
-    /// One run. `run_id` names this run in its logs (the Lambda request id).
+    /// One run. `run_id` names this run (the Lambda request id): in its logs, and as the
+    /// owner of its QUEUED writes.
     pub async fn run(
         &self,
         run_id: &str,
@@ -983,10 +984,13 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
                 };
             }
         }
-        // A write that landed but whose answer was lost reads as taken on the retry: the
-        // item is QUEUED with no message, and the stuck sweep sends it (late, not lost).
+        // Retried with the same owner and instant: a write that landed but whose answer
+        // was lost is recognized as ours. (Past the retries, or after a crash, the item is
+        // QUEUED with no message, and the stuck sweep sends it: late, not lost.)
         let queued = self
-            .retried(&key, run, || self.store.queue_unleased(&entry.key, now))
+            .retried(&key, run, || {
+                self.store.queue_unleased(&entry.key, run.id, now)
+            })
             .await;
         match queued {
             Ok(true) => Prepared::Send {
