@@ -1464,3 +1464,148 @@ pub async fn scan_run_segments_count_once<B: Backend>(b: &B) {
         "the run item is not the horizon"
     );
 }
+
+/// The scheduler's one write per step: PENDING → QUEUED only while PENDING with no live
+/// lease (moving the item to its QUEUED shard), and back to PENDING — only as that write
+/// left it — when the send is refused, counting the failed attempt.
+pub async fn queued_before_the_send_and_put_back_when_refused<B: Backend>(b: &B) {
+    let store = b.store(4).await;
+    let it = item("acme", "s1", "2026-11-26T10:30:00Z", 4);
+    store.create_if_absent(&it).await.unwrap();
+    let now = ts("2026-11-26T10:25:00Z");
+    let before = ts("2026-11-27T00:00:00Z");
+    // A run of an older scheduler holds a live lease: not ours to send.
+    assert!(
+        store
+            .try_lease(
+                &it.key,
+                Status::Pending,
+                "old-run",
+                ts("2026-11-26T10:26:00Z"),
+                now
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.queue_unleased(&it.key, "run-1", now).await.unwrap(),
+        "{}: leased by another run",
+        b.name()
+    );
+    let later = ts("2026-11-26T10:27:00Z");
+    assert!(
+        store.queue_unleased(&it.key, "run-1", later).await.unwrap(),
+        "{}",
+        b.name()
+    );
+    assert!(
+        store.queue_unleased(&it.key, "run-1", later).await.unwrap(),
+        "{}: the same call again (a lost answer, retried) is recognized as ours",
+        b.name()
+    );
+    assert!(
+        !store.queue_unleased(&it.key, "run-2", later).await.unwrap(),
+        "{}: a second run loses",
+        b.name()
+    );
+    let stored = store.get(&it.key).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.queued_at, stored.lease_until),
+        (Status::Queued, Some(later), None),
+        "{}",
+        b.name()
+    );
+    assert!(
+        query_due(&store, Status::Pending, before, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{}",
+        b.name()
+    );
+    assert_eq!(
+        keys(
+            &query_due(&store, Status::Queued, before, 100)
+                .await
+                .unwrap()
+        ),
+        vec![it.key.clone()]
+    );
+    // Put back only as left: another queued_at (a sweep re-dispatched it) is not ours.
+    assert!(
+        !store
+            .unqueue(&it.key, ts("2026-11-26T10:26:59Z"), "refused", later)
+            .await
+            .unwrap(),
+        "{}",
+        b.name()
+    );
+    assert!(
+        store
+            .unqueue(
+                &it.key,
+                later,
+                "execution queue refused the message: throttled",
+                later
+            )
+            .await
+            .unwrap(),
+        "{}",
+        b.name()
+    );
+    let stored = store.get(&it.key).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.status,
+            stored.queued_at,
+            stored.retry_count,
+            stored.last_error.as_deref()
+        ),
+        (
+            Status::Pending,
+            None,
+            1,
+            Some("execution queue refused the message: throttled")
+        ),
+        "{}",
+        b.name()
+    );
+    assert_eq!(
+        keys(
+            &query_due(&store, Status::Pending, before, 100)
+                .await
+                .unwrap()
+        ),
+        vec![it.key.clone()],
+        "{}: back in the PENDING shard",
+        b.name()
+    );
+    assert!(
+        query_due(&store, Status::Queued, before, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{}",
+        b.name()
+    );
+    // Once an executor moved it on, nothing puts it back.
+    assert!(store.queue_unleased(&it.key, "run-3", later).await.unwrap());
+    assert!(
+        store
+            .change_status(&it.key, &change(Status::Queued, Status::Executed))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .unqueue(&it.key, later, "refused", later)
+            .await
+            .unwrap(),
+        "{}",
+        b.name()
+    );
+    assert_eq!(
+        store.get(&it.key).await.unwrap().unwrap().status,
+        Status::Executed
+    );
+}

@@ -58,8 +58,8 @@ impl<A: ActionSink> ActionSink for FlakySink<A> {
     }
 }
 
-/// A store whose PENDING → QUEUED writes are lost once per item (a crash right after the
-/// send), and otherwise the wrapped store.
+/// A store whose scheduler QUEUED writes land but whose answers are lost once per item (a
+/// crash between the QUEUED write and the send), and otherwise the wrapped store.
 #[derive(Debug)]
 pub struct LosesQueuedWrites<S> {
     pub inner: S,
@@ -121,15 +121,6 @@ impl<S: ScheduleStore> ScheduleStore for LosesQueuedWrites<S> {
         key: &ScheduleKey,
         change: &StatusChange,
     ) -> Result<bool, StoreError> {
-        if change.from == Status::Pending
-            && change.to == Status::Queued
-            && self.lost.lock().unwrap().insert(key.clone())
-        {
-            return Err(StoreError::Permanent {
-                operation: "UpdateItem",
-                source: "injected crash after send".into(),
-            });
-        }
         self.inner.change_status(key, change).await
     }
 
@@ -174,6 +165,34 @@ impl<S: ScheduleStore> ScheduleStore for LosesQueuedWrites<S> {
         self.inner
             .sweep_queued(key, seen_queued_at, sweep, now)
             .await
+    }
+
+    /// The QUEUED write lands, but its answer is lost once per item (a crash right after
+    /// it, before the send).
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let won = self.inner.queue_unleased(key, owner, now).await?;
+        if won && self.lost.lock().unwrap().insert(key.clone()) {
+            return Err(StoreError::Permanent {
+                operation: "UpdateItem",
+                source: "injected crash after the QUEUED write".into(),
+            });
+        }
+        Ok(won)
+    }
+
+    async fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.unqueue(key, queued_at, reason, now).await
     }
 }
 
@@ -392,6 +411,29 @@ impl<S: ScheduleStore> ScheduleStore for ChaosStore<S> {
             .inner
             .sweep_queued(key, seen_queued_at, sweep, now)
             .await;
+        self.after("UpdateItem", result)
+    }
+
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.before("UpdateItem")?;
+        let result = self.inner.queue_unleased(key, owner, now).await;
+        self.after("UpdateItem", result)
+    }
+
+    async fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.before("UpdateItem")?;
+        let result = self.inner.unqueue(key, queued_at, reason, now).await;
         self.after("UpdateItem", result)
     }
 }

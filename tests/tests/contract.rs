@@ -55,4 +55,5 @@ contract_cases!(
     large_payloads_are_stored_once_beside_small_occurrences,
     existing_reads_which_occurrences_are_stored,
     scan_run_segments_count_once,
+    queued_before_the_send_and_put_back_when_refused,
 );

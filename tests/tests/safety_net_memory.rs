@@ -101,6 +101,7 @@ fn counted(
     Scheduler {
         store: world.memory_store.clone(),
         queue: world.execution_queue.clone(),
+        continuation: None,
         definitions: CountingDefinitions::new(world.definitions.clone()),
         clock: world.clock.clone(),
         settings: world.scheduler.settings.clone(),
@@ -346,5 +347,9 @@ async fn when_the_definitions_cannot_be_read_the_run_sends_anyway_and_says_so() 
         queued_steps(&world),
         BTreeSet::from(["off".to_owned(), "same".to_owned()])
     );
-    assert_eq!(scheduler.definitions.batch_reads.load(Ordering::Relaxed), 1);
+    // One batched read, tried as often as the retry layer allows, never once per item.
+    assert_eq!(
+        scheduler.definitions.batch_reads.load(Ordering::Relaxed),
+        scheduler.settings.status_retry.attempts
+    );
 }

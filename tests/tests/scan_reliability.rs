@@ -494,6 +494,25 @@ impl<S: ScheduleStore> ScheduleStore for RefusesStep<S> {
             .sweep_queued(key, seen_queued_at, sweep, now)
             .await
     }
+
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.queue_unleased(key, owner, now).await
+    }
+
+    async fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.unqueue(key, queued_at, reason, now).await
+    }
 }
 
 /// A write refused for a permanent reason counts against that occurrence's definition

@@ -29,6 +29,7 @@ mod safety_net_memory;
 mod scan_fanout;
 mod scan_reliability;
 mod sim;
+mod sim_scale;
 mod sync_emulator;
 mod sync_memory;
 mod template;

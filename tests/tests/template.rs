@@ -6,7 +6,7 @@
 use schedule_core::limits::{
     DEFAULT_RETENTION, DEFAULT_SCHEDULE_WINDOW, DEFAULT_STATUS_SHARDS, DLQ_RETENTION,
     EXECUTION_MAX_RECEIVE_COUNT, EXECUTION_VISIBILITY_TIMEOUT, MAX_STATUS_SHARDS,
-    STATUS_INDEX_NAME, attr,
+    SCHEDULER_CONTINUATION_CONCURRENCY, SCHEDULER_TIMEOUT, STATUS_INDEX_NAME, attr,
 };
 use serde_norway::Value;
 
@@ -876,6 +876,9 @@ fn each_function_has_a_role_with_only_the_calls_it_makes() {
                 "dynamodb:GetItem",
                 "dynamodb:Query",
                 "dynamodb:UpdateItem",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ReceiveMessage",
                 "sqs:SendMessage",
             ],
         ),
@@ -1023,7 +1026,7 @@ fn existing_action_trigger_queue_needs_url_and_arn_and_its_key_is_scoped() {
 /// so no invocation is throttled (a throttle would spend one of a message's receives);
 /// the scheduler runs one at a time.
 #[test]
-fn executor_concurrency_is_capped_and_reserved_and_the_scheduler_runs_alone() {
+fn executor_concurrency_is_capped_and_reserved_and_the_scheduler_reserves_its_continuations() {
     let t = template();
     let p = &t["Parameters"]["ExecutorMaximumConcurrency"];
     // AWS accepts MaximumConcurrency from 2 to 1000.
@@ -1040,9 +1043,87 @@ fn executor_concurrency_is_capped_and_reserved_and_the_scheduler_runs_alone() {
         &sqs["ScalingConfig"]["MaximumConcurrency"],
         "ExecutorMaximumConcurrency"
     ));
+    // The scheduled run plus every continuation the event source may start at once.
+    let scheduler = resource(&t, "SchedulerFunction");
     assert_eq!(
-        num(&resource(&t, "SchedulerFunction")["ReservedConcurrentExecutions"]),
-        1
+        num(&scheduler["ReservedConcurrentExecutions"]),
+        u64::from(SCHEDULER_CONTINUATION_CONCURRENCY) + 1
+    );
+    assert_eq!(
+        num(
+            &scheduler["Events"]["Continuation"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+        ),
+        u64::from(SCHEDULER_CONTINUATION_CONCURRENCY)
+    );
+}
+
+/// A backlog past a run's deadline goes to the continuation queue, which scheduler_v2
+/// consumes one shard at a time; what fails 3 receives is parked in its DLQ (alarmed), and
+/// the role may send, receive and delete on that queue only.
+#[test]
+fn scheduler_continuations_have_a_queue_a_dlq_an_event_source_and_a_scoped_role() {
+    let t = template();
+    let scheduler = resource(&t, "SchedulerFunction");
+    assert_eq!(num(&scheduler["Timeout"]), SCHEDULER_TIMEOUT.as_secs());
+    assert!(is_ref(
+        &scheduler["Environment"]["Variables"]["CONTINUATION_QUEUE_URL"],
+        "SchedulerContinuationQueue"
+    ));
+    let send = num(&scheduler["Environment"]["Variables"]["SEND_CONCURRENCY"]);
+    assert!((1..=256).contains(&send), "SEND_CONCURRENCY {send}");
+    let event = &scheduler["Events"]["Continuation"];
+    assert_eq!(event["Type"].as_str(), Some("SQS"));
+    let props = &event["Properties"];
+    assert_eq!(
+        target_of(&props["Queue"]),
+        Some((
+            "GetAtt".to_owned(),
+            "SchedulerContinuationQueue.Arn".to_owned()
+        ))
+    );
+    assert_eq!(num(&props["BatchSize"]), 1);
+    assert_eq!(
+        props["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    let q = resource(&t, "SchedulerContinuationQueue");
+    assert!(
+        num(&q["VisibilityTimeout"]) >= 6 * SCHEDULER_TIMEOUT.as_secs(),
+        "visibility must be ≥ 6 × the scheduler's timeout"
+    );
+    assert_eq!(num(&q["RedrivePolicy"]["maxReceiveCount"]), 3);
+    assert_eq!(
+        target_of(&q["RedrivePolicy"]["deadLetterTargetArn"]),
+        Some((
+            "GetAtt".to_owned(),
+            "SchedulerContinuationDeadLetterQueue.Arn".to_owned()
+        ))
+    );
+    let dlq = resource(&t, "SchedulerContinuationDeadLetterQueue");
+    assert_eq!(num(&dlq["MessageRetentionPeriod"]), DLQ_RETENTION.as_secs());
+    let alarm = resource(&t, "SchedulerContinuationDlqNotEmpty");
+    assert_eq!(
+        target_of(&alarm["Dimensions"][0]["Value"]),
+        Some((
+            "GetAtt".to_owned(),
+            "SchedulerContinuationDeadLetterQueue.QueueName".to_owned()
+        ))
+    );
+    let polls: Vec<Value> = statements(&t, "SchedulerRole")
+        .into_iter()
+        .filter(|s| {
+            strings(&s["Action"])
+                .iter()
+                .any(|a| a == "sqs:ReceiveMessage")
+        })
+        .collect();
+    assert_eq!(polls.len(), 1, "{polls:?}");
+    assert_eq!(
+        target_of(&polls[0]["Resource"]),
+        Some((
+            "GetAtt".to_owned(),
+            "SchedulerContinuationQueue.Arn".to_owned()
+        ))
     );
 }
 

@@ -167,6 +167,23 @@ impl ScheduleStore for CountingStore {
     ) -> Result<bool, StoreError> {
         Ok(false)
     }
+    async fn queue_unleased(
+        &self,
+        _: &ScheduleKey,
+        _: &str,
+        _: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn unqueue(
+        &self,
+        _: &ScheduleKey,
+        _: Timestamp,
+        _: &str,
+        _: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
     async fn existing(
         &self,
         keys: &[ScheduleKey],

@@ -263,6 +263,9 @@ pub struct SchedulerConfig {
     pub execution_queue_url: String,
     /// Read once per run to check the due occurrences against their definitions.
     pub definitions_table: String,
+    /// `CONTINUATION_QUEUE_URL`, optional: where a run hands the backlog its deadline left.
+    /// Without it, the backlog waits for the next run.
+    pub continuation_queue_url: Option<String>,
     pub schedule: crate::app::schedule::ScheduleSettings,
 }
 
@@ -290,9 +293,15 @@ impl SchedulerConfig {
             sdk: SdkSettings::from_env(env)?,
             execution_queue_url: env.required("EXECUTION_QUEUE_URL")?,
             definitions_table: env.required("DEFINITIONS_TABLE")?,
+            continuation_queue_url: env.optional("CONTINUATION_QUEUE_URL"),
             schedule: crate::app::schedule::ScheduleSettings {
                 window,
                 margin,
+                send_concurrency: env.number(
+                    "SEND_CONCURRENCY",
+                    defaults.send_concurrency as u64,
+                    1..=256,
+                )? as usize,
                 default_misfire_grace: env
                     .span("DEFAULT_MISFIRE_GRACE", defaults.default_misfire_grace)?,
                 // The stuck sweep's threshold: the execution queue's own settings.
@@ -485,6 +494,37 @@ mod tests {
         assert_eq!(
             (ok.schedule.stuck_after(), ok.schedule.stuck_redispatches),
             (Duration::from_secs(5 * 60 + 300), 0)
+        );
+        assert_eq!(
+            (ok.schedule.send_concurrency, ok.continuation_queue_url),
+            (16, None),
+            "defaults: 16 batches in flight, no continuation queue"
+        );
+        let ok = SchedulerConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("EXECUTION_QUEUE_URL", "q"),
+            ("DEFINITIONS_TABLE", "d"),
+            ("SEND_CONCURRENCY", "40"),
+            ("CONTINUATION_QUEUE_URL", "c"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                ok.schedule.send_concurrency,
+                ok.continuation_queue_url.as_deref()
+            ),
+            (40, Some("c"))
+        );
+        let err = SchedulerConfig::from_env(&env(&[
+            ("SCHEDULE_TABLE", "t"),
+            ("EXECUTION_QUEUE_URL", "q"),
+            ("DEFINITIONS_TABLE", "d"),
+            ("SEND_CONCURRENCY", "0"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("SEND_CONCURRENCY") && err.to_string().contains("\"0\""),
+            "{err}"
         );
         let err = SchedulerConfig::from_env(&env(&[
             ("SCHEDULE_TABLE", "t"),

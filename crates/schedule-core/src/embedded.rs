@@ -20,7 +20,7 @@ use crate::app::schedule::{ScheduleReport, ScheduleSettings, Scheduler};
 use crate::limits::{EXECUTION_MAX_RECEIVE_COUNT, SQS_MAX_RECEIVE};
 use crate::metrics::Metrics;
 use crate::model::TriggerMessage;
-use crate::ports::{ActionSink, DispatchQueue, OutgoingMessage, ScheduleStore};
+use crate::ports::{ActionSink, Clock, DispatchQueue, OutgoingMessage, ScheduleStore};
 use crate::validation_cache::{CacheSettings, CachedValidator};
 
 pub type Validator = Arc<CachedValidator<Arc<InMemoryDeviceRegistry>>>;
@@ -64,6 +64,8 @@ pub struct Embedded<S = Arc<InMemoryScheduleStore>, A = Arc<InMemoryQueue>> {
     pub definitions: Arc<InMemoryDefinitionSource>,
     pub execution_queue: Arc<InMemoryQueue>,
     pub execution_dlq: Arc<InMemoryQueue>,
+    /// The scheduler continuation queue: a run's backlog at its deadline.
+    pub continuation_queue: Arc<InMemoryQueue>,
     pub action_queue: Arc<InMemoryQueue>,
     /// Where the would-be triggers of tenants in shadow mode go.
     pub shadow_queue: Arc<InMemoryQueue>,
@@ -124,6 +126,11 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
                 fifo: false,
             },
         ));
+        let continuation_queue = Arc::new(InMemoryQueue::new(
+            "scheduler-continuation",
+            clock.clone(),
+            QueueSettings::default(),
+        ));
         let definitions = Arc::new(InMemoryDefinitionSource::new());
         let shadow_queue = Arc::new(InMemoryQueue::new(
             "shadow",
@@ -162,6 +169,7 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
             scheduler: Scheduler {
                 store: store.clone(),
                 queue: execution_queue.clone(),
+                continuation: Some(continuation_queue.clone()),
                 definitions: definitions.clone(),
                 clock: clock.clone(),
                 settings: schedule,
@@ -180,6 +188,7 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
             execution_queue,
             shadow_queue,
             execution_dlq: dlq,
+            continuation_queue,
             action_queue,
             registry,
             scanner_validator,
@@ -194,6 +203,34 @@ impl<S: ScheduleStore + Clone, A: ActionSink> Embedded<S, A> {
 
     pub async fn schedule(&self, run_id: &str) -> Result<ScheduleReport, AppError> {
         self.scheduler.run(run_id, None, &self.metrics).await
+    }
+
+    /// Runs every visible scheduler continuation, one message per invocation as the event
+    /// source delivers them (and those they hand off in turn), with the deadline `deadline`
+    /// after each start (`None`: none). Returns the continuations' reports.
+    pub async fn continue_ready(
+        &self,
+        deadline: Option<Duration>,
+    ) -> Result<Vec<ScheduleReport>, AppError> {
+        let mut reports = Vec::new();
+        loop {
+            let got = self.continuation_queue.receive(1, Duration::ZERO).await?;
+            let Some(msg) = got.into_iter().next() else {
+                return Ok(reports);
+            };
+            let continuation = crate::app::schedule::Continuation::parse(&msg.body)?;
+            let until = deadline.and_then(|d| {
+                chrono::Duration::from_std(d)
+                    .ok()
+                    .map(|d| self.clock.now() + d)
+            });
+            let report = self
+                .scheduler
+                .resume(&msg.message_id, until, &self.metrics, &continuation)
+                .await?;
+            self.continuation_queue.delete(&msg.receipt_handle).await?;
+            reports.push(report);
+        }
     }
 
     /// Delivers every visible execution message to the executor, ten at a time, each

@@ -61,6 +61,11 @@ pub const SCAN_SEGMENT_MAX_RECEIVE_COUNT: u32 = 3;
 /// Visibility timeout of the scan segment queue: six times the scanner's 900 s timeout,
 /// as AWS advises for Lambda event sources.
 pub const SCAN_SEGMENT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(5400);
+/// Continuations of the scheduler that run at once (the continuation event source's
+/// `MaximumConcurrency`); the scheduler's reserved concurrency is this plus the scheduled run.
+pub const SCHEDULER_CONTINUATION_CONCURRENCY: u32 = 16;
+/// Timeout of `scheduler_v2`; the continuation queue's visibility timeout is six times it.
+pub const SCHEDULER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Attribute names of the schedule table that appear in its key schema.
 pub mod attr {

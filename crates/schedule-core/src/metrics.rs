@@ -114,6 +114,14 @@ metrics! {
         /// Occurrences found at their due time for a tenant whose mode is off: SKIPPED,
         /// nothing sent.
         TenantOff,
+        /// Due occurrences a scheduler run left PENDING for the next run: its deadline came
+        /// first and no continuation took them.
+        LeftForNextRun,
+        /// Continuation messages a scheduler run sent (one per status shard with work left
+        /// at its deadline).
+        ContinuationSent,
+        /// Continuations the scheduler ran.
+        SchedulerContinuationRan,
     }
 }
 

@@ -189,6 +189,37 @@ pub trait ScheduleStore: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    // ---- The scheduler's one write per dispatched step. ----
+
+    /// PENDING → QUEUED **before** the send, in one conditional write: only while the item
+    /// is PENDING and nobody holds an unexpired lease on it (a run of an older scheduler
+    /// that leased it and is sending it). `queued_at` becomes `now`, `lease_owner` records
+    /// `owner` (with no `lease_until`: not a lease, so no executor waits on it) and the
+    /// item moves to the QUEUED shard of the index. The same call again (same `owner` and
+    /// `now`: a retry after a write that landed but whose answer was lost) finds it as it
+    /// left it and wins again, so a lost answer does not strand the item without a
+    /// message. `Ok(true)`: this caller owns the send.
+    fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Undoes [`Self::queue_unleased`] when the send was refused: QUEUED → PENDING (back in
+    /// the PENDING shard, `queued_at` removed, `retry_count` + 1, `reason` in `last_error`),
+    /// only while the item is QUEUED with `queued_at` equal to `queued_at` and no unexpired
+    /// lease — exactly as this caller left it. Not a status transition: the QUEUED write is
+    /// taken back before any message could act on it. `Ok(false)`: it moved on (an
+    /// executor holds or finished it); it is left alone.
+    fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Which of `keys` already exist, with what a writer needs to know to leave them
     /// alone: their status and definition version. An eventually consistent read, as cheap
     /// as the store allows (DynamoDB: `BatchGetItem` of the keys and those two attributes,
@@ -355,28 +386,37 @@ pub async fn query_due<S: ScheduleStore, C: Clock + ?Sized>(
     paging: Paging<'_, C>,
 ) -> Result<Vec<DueEntry>, StoreError> {
     let shards = due_shards(store, paging).await?;
-    let shards = StatusShard::all(status, shards).map(|shard| async move {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = retrying(
-                PAGE_RETRY,
-                shard.as_str(),
-                paging.clock,
-                paging.deadline,
-                || store.query_due_page(&shard, before, paging.page_size, cursor.as_ref()),
-            )
-            .await?;
-            out.extend(page.items);
-            match page.next {
-                Some(c) => cursor = Some(c),
-                None => return Ok::<_, StoreError>(out),
-            }
-        }
-    });
+    let shards = StatusShard::all(status, shards)
+        .map(|shard| async move { query_due_shard(store, &shard, before, paging).await });
     let mut all: Vec<DueEntry> = try_join_all(shards).await?.into_iter().flatten().collect();
     all.sort_by(|a, b| (a.scheduled_time, &a.key).cmp(&(b.scheduled_time, &b.key)));
     Ok(all)
+}
+
+/// Every entry of one shard due before `before`, paged to its end, in time order.
+pub async fn query_due_shard<S: ScheduleStore, C: Clock + ?Sized>(
+    store: &S,
+    shard: &StatusShard,
+    before: Timestamp,
+    paging: Paging<'_, C>,
+) -> Result<Vec<DueEntry>, StoreError> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = retrying(
+            PAGE_RETRY,
+            shard.as_str(),
+            paging.clock,
+            paging.deadline,
+            || store.query_due_page(shard, before, paging.page_size, cursor.as_ref()),
+        )
+        .await?;
+        out.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
 }
 
 /// A definition as read from the table: valid, or the reason it is not (with its key),
@@ -735,6 +775,25 @@ impl<T: ScheduleStore + ?Sized> ScheduleStore for std::sync::Arc<T> {
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).sweep_queued(key, seen_queued_at, sweep, now)
+    }
+
+    fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).queue_unleased(key, owner, now)
+    }
+
+    fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).unqueue(key, queued_at, reason, now)
     }
 
     fn existing(

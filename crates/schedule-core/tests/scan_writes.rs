@@ -82,6 +82,23 @@ impl ScheduleStore for CountingWrites {
     async fn record_status_shards(&self, shards: u16) -> Result<bool, StoreError> {
         self.inner.record_status_shards(shards).await
     }
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.queue_unleased(key, owner, now).await
+    }
+    async fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.unqueue(key, queued_at, reason, now).await
+    }
     async fn sweep_queued(
         &self,
         key: &ScheduleKey,

@@ -20,17 +20,19 @@ async fn main() -> Result<(), Error> {
         let (scheduler, metrics) = (&scheduler, &metrics);
         async move {
             let deadline = lambda_deadline(event.context.deadline, chrono::Utc::now());
-            let result = scheduler
-                .run(&event.context.request_id, deadline, metrics)
-                .await;
+            let result = scheduler_v2::handle(
+                scheduler,
+                &event.context.request_id,
+                deadline,
+                metrics,
+                event.payload,
+            )
+            .await;
             metrics.flush(chrono::Utc::now().timestamp_millis());
-            match result {
-                Ok(report) => Ok::<_, Error>(serde_json::to_value(report)?),
-                Err(e) => {
-                    tracing::error!(error = %schedule_core::error::chain(&e), "schedule run failed");
-                    Err(e.into())
-                }
-            }
+            result.map_err(|e| {
+                tracing::error!(error = %schedule_core::error::chain(&e), "schedule run failed");
+                Error::from(e)
+            })
         }
     }))
     .await

@@ -704,6 +704,53 @@ impl ScheduleStore for FaultyStore {
         }
         out
     }
+
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let call = async {
+            let out = self.inner.queue_unleased(key, owner, now).await;
+            if let Ok(true) = out {
+                self.journal.note(
+                    key,
+                    self.clock.now(),
+                    format!(
+                        "PENDING -> QUEUED before the send (inv {})",
+                        Invocation::current_id()
+                    ),
+                );
+            }
+            out
+        };
+        faulty(self.plan(), call, |a| store_error("UpdateItem", a)).await
+    }
+
+    async fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let call = async {
+            let out = self.inner.unqueue(key, queued_at, reason, now).await;
+            if let Ok(true) = out {
+                self.journal.note(
+                    key,
+                    self.clock.now(),
+                    format!(
+                        "QUEUED -> PENDING, send refused (inv {}): {reason}",
+                        Invocation::current_id()
+                    ),
+                );
+            }
+            out
+        };
+        faulty(self.plan(), call, |a| store_error("UpdateItem", a)).await
+    }
 }
 
 /// The definitions table with faults in front of it.

@@ -13,6 +13,7 @@ pub mod chaos;
 pub mod esm;
 pub mod journal;
 pub mod rng;
+pub mod scale;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -473,6 +474,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> SeedReport {
                 inner: queue.clone(),
                 chaos: chaos.clone(),
             },
+            continuation: None,
             definitions: faulty_defs.clone(),
             clock,
             settings: ScheduleSettings::default(),

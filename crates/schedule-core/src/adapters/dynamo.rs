@@ -1114,6 +1114,84 @@ impl ScheduleStore for DynamoScheduleStore {
         conditional_write("UpdateItem", out)
     }
 
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let shard = StatusShard::new(Status::Queued, shard_of(key, self.shards));
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .update_expression(
+                "SET #status = :queued, #shard = :shard, queued_at = :now, lease_owner = :owner \
+                 REMOVE lease_until",
+            )
+            // PENDING and free, or exactly as this same call left it (a lost answer).
+            .condition_expression(
+                "attribute_exists(PK) AND ((#status = :pending \
+                 AND (attribute_not_exists(lease_until) OR lease_until <= :now)) \
+                 OR (#status = :queued AND lease_owner = :owner AND queued_at = :now \
+                 AND attribute_not_exists(lease_until)))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#shard", attr::STATUS_SHARD)
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":queued", s(Status::Queued.as_str()))
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":shard", s(shard.as_str()))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .send()
+            .await
+            .tally(&self.usage, "UpdateItem");
+        conditional_write("UpdateItem", out)
+    }
+
+    async fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let shard = StatusShard::new(Status::Pending, shard_of(key, self.shards));
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(&key.pk))
+            .key(attr::SK, s(&key.sk))
+            .update_expression(
+                "SET #status = :pending, #shard = :shard, last_error = :reason, \
+                 retry_count = if_not_exists(retry_count, :zero) + :one \
+                 REMOVE queued_at, lease_owner, lease_until",
+            )
+            .condition_expression(
+                "attribute_exists(PK) AND #status = :queued AND queued_at = :at \
+                 AND (attribute_not_exists(lease_until) OR lease_until <= :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#shard", attr::STATUS_SHARD)
+            .expression_attribute_values(":queued", s(Status::Queued.as_str()))
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":shard", s(shard.as_str()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":at", s(queued_at.to_string()))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .send()
+            .await
+            .tally(&self.usage, "UpdateItem");
+        conditional_write("UpdateItem", out)
+    }
+
     async fn existing(
         &self,
         keys: &[ScheduleKey],
@@ -1260,8 +1338,10 @@ impl crate::ports::ScanRuns for DynamoScheduleStore {
             // The whole new item: an ADD that changed nothing (a segment recorded again) is
             // still answered with the set.
             .return_values(ReturnValue::AllNew)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
+            .tally(&self.usage, "UpdateItem")
             .map_err(|e| store_error("UpdateItem", e))?;
         let done = out
             .attributes

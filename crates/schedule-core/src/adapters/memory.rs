@@ -675,6 +675,69 @@ impl ScheduleStore for InMemoryScheduleStore {
         }
         Ok(found)
     }
+
+    async fn queue_unleased(
+        &self,
+        key: &ScheduleKey,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let shards = self.status_shards();
+        let mut t = lock(&self.table);
+        let before = t.items.get(key).cloned();
+        let Some(stored) = t.items.get(key) else {
+            self.record_update(&t, key, None, false);
+            return Ok(false);
+        };
+        let ours = stored.status == Status::Queued
+            && stored.lease_owner.as_deref() == Some(owner)
+            && stored.lease_until.is_none()
+            && stored.queued_at == Some(now);
+        let free =
+            stored.status == Status::Pending && stored.lease_until.is_none_or(|until| until <= now);
+        if free {
+            t.update(key, |stored| {
+                stored.apply(&StatusChange::queued(now), shards);
+                stored.lease_owner = Some(owner.to_owned());
+            });
+        }
+        // A retry that finds its own write lands again on DynamoDB, billed the same.
+        self.record_update(&t, key, before.as_ref(), free || ours);
+        Ok(free || ours)
+    }
+
+    async fn unqueue(
+        &self,
+        key: &ScheduleKey,
+        queued_at: Timestamp,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let shards = self.status_shards();
+        let mut t = lock(&self.table);
+        let before = t.items.get(key).cloned();
+        let applies = t.items.get(key).is_some_and(|stored| {
+            stored.status == Status::Queued
+                && stored.queued_at == Some(queued_at)
+                && stored.lease_until.is_none_or(|until| until <= now)
+        });
+        if applies {
+            t.update(key, |stored| {
+                stored.status = Status::Pending;
+                stored.status_shard = Some(StatusShard::new(
+                    Status::Pending,
+                    crate::model::shard_of(&stored.key, shards),
+                ));
+                stored.queued_at = None;
+                stored.retry_count = stored.retry_count.saturating_add(1);
+                stored.last_error = Some(reason.to_owned());
+                stored.lease_owner = None;
+                stored.lease_until = None;
+            });
+        }
+        self.record_update(&t, key, before.as_ref(), applies);
+        Ok(applies)
+    }
 }
 
 impl InMemoryScheduleStore {

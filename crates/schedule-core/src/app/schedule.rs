@@ -1,16 +1,26 @@
 //! The scheduler run (every window, 5 minutes by default): PENDING occurrences due before
-//! `now + window + margin` → the execution queue with a per-message delay → QUEUED.
+//! `now + window + margin` → QUEUED → the execution queue with a per-message delay.
 //!
-//! Order of writes, and why: **lease, send, then mark QUEUED**.
-//! - Marking QUEUED before sending would strand the occurrence if the run died between the
-//!   two: QUEUED with no message, and nothing would ever look at it again.
-//! - Sending first means a crash after the send leaves the item PENDING with a message on
-//!   the queue; the next run sends it again, and the executor absorbs the duplicate (it
-//!   reads the item and leases it before sending a trigger). At worst a duplicate message,
+//! Order of writes, and why: **mark QUEUED, then send; put back to PENDING only if the
+//! send is refused** — one write per dispatched step (it was a lease, the send, then the
+//! QUEUED write: two).
+//! - The QUEUED write is conditional on the item being PENDING with no unexpired lease, so
+//!   two overlapping runs never both send: the second finds it QUEUED and leaves it alone
+//!   (and a run of an older scheduler that leased it is not overtaken).
+//! - A refused send (the whole batch, or one entry after the queue adapter's retries) is
+//!   put back to PENDING — conditionally on the item being exactly as this run left it —
+//!   and the next run sends it. A write only on failure.
+//! - A crash between the QUEUED write and the send (or a put-back that could not be
+//!   written) leaves a QUEUED item with no message. The sweep below finds it once it is
+//!   stuck: `maxReceiveCount × visibility + window` (3 × 180 s + 300 s = 14 min by default)
+//!   after it was due, and sends it again under the same execution id — late, not lost —
+//!   or records it MISSED if that is past its misfire grace (1 h by default). Sending
+//!   first and writing after would instead cost the second write on every step to save
+//!   minutes on a crash that is rare.
+//! - An ambiguous send (a timeout after SQS took the message) that is put back to PENDING
+//!   leaves a message for a PENDING item; the executor marks it QUEUED itself, and a
+//!   second copy is dropped by status and execution id. At worst a duplicate message,
 //!   never a lost occurrence.
-//! - The lease (a conditional write on a PENDING item) comes first so that two overlapping
-//!   runs never both send: the second sees the lease and leaves the item alone. A run that
-//!   dies holding a lease only delays the item until the lease runs out.
 //!
 //! Before any of that, **check the definitions** of the due page: one batched, consistent
 //! read of the distinct definitions, and every occurrence whose definition is gone,
@@ -59,10 +69,12 @@ use crate::limits::{
     EXECUTION_MAX_RECEIVE_COUNT, EXECUTION_VISIBILITY_TIMEOUT, SQS_MAX_BATCH, SQS_MAX_DELAY_SECONDS,
 };
 use crate::metrics::{Metric, Metrics};
-use crate::model::{ScheduleItem, ScheduleKey, Status, StatusChange, Timestamp, TransitionError};
+use crate::model::{
+    ScheduleItem, ScheduleKey, Status, StatusChange, StatusShard, Timestamp, TransitionError,
+};
 use crate::ports::{
     Clock, DefinitionKey, DefinitionSource, DispatchQueue, DueEntry, FetchedDefinitions,
-    OutgoingMessage, Paging, ScannedDefinition, ScheduleStore, Sweep, query_due,
+    OutgoingMessage, Paging, ScannedDefinition, ScheduleStore, Sweep, query_due, query_due_shard,
 };
 use crate::recurrence::{Window, occurrences};
 use crate::retry::{RetryPolicy, retrying};
@@ -82,10 +94,16 @@ pub struct ScheduleSettings {
     /// Times the sweep sends one stuck QUEUED occurrence again before it is FAILED.
     pub stuck_redispatches: u32,
     pub page_size: u32,
-    /// Send batches in flight at once.
-    pub batches_in_flight: usize,
-    /// How long a run's claim on an item lasts if the run dies.
-    pub lease: Duration,
+    /// `SendMessageBatch` calls in flight at once (`SEND_CONCURRENCY`). Each batch first
+    /// makes its (at most 10) conditional QUEUED writes concurrently, so at most ten times
+    /// this many store writes are in flight too.
+    pub send_concurrency: usize,
+    /// Due occurrences checked against their definitions at a time, before their batches
+    /// go: the first steps leave before the definitions of the last are read.
+    pub slice: usize,
+    /// Continuations one window's backlog may chain through before the rest waits for the
+    /// next run (a bound, not an expected count).
+    pub max_handoffs: u32,
     pub status_retry: RetryPolicy,
     pub deadline_margin: Duration,
 }
@@ -100,8 +118,12 @@ impl Default for ScheduleSettings {
             execution_visibility: EXECUTION_VISIBILITY_TIMEOUT,
             stuck_redispatches: 2,
             page_size: 500,
-            batches_in_flight: 4,
-            lease: Duration::from_secs(120),
+            // 16 batches: 16 SendMessageBatch and up to 160 UpdateItem calls in flight,
+            // well within one 256 MB Lambda's connections, and about 5,000 steps/s at
+            // 30 ms per batch.
+            send_concurrency: 16,
+            slice: 2_000,
+            max_handoffs: 10,
             status_retry: RetryPolicy::new(
                 5,
                 Duration::from_millis(50),
@@ -134,8 +156,8 @@ pub struct ScheduleReport {
     /// Taken by another run (or already moved on by the executor).
     pub already_taken: usize,
     pub dispatch_failed: usize,
-    /// Sent, but the QUEUED write found the item changed (the executor got there first,
-    /// or the definition was cancelled); the executor decides.
+    /// Kept in the report's shape; always 0 since the QUEUED write comes before the send
+    /// (an item that moved on first is counted in `already_taken`).
     pub status_lost: usize,
     pub status_errors: usize,
     /// QUEUED occurrences found past every receive of their message.
@@ -146,8 +168,14 @@ pub struct ScheduleReport {
     pub stuck_failed: usize,
     /// Of those, MISSED: past their misfire grace.
     pub stuck_missed: usize,
-    /// Left for the next run because the deadline came first.
+    /// Left for the next run: the deadline came first (or their QUEUED write stayed
+    /// throttled) and no continuation took them.
     pub left_for_next_run: usize,
+    /// Handed to continuations: the deadline came first, or their QUEUED write stayed
+    /// throttled.
+    pub handed_off: usize,
+    /// Continuation messages sent (one per shard with work left).
+    pub continuations: usize,
     /// Cancelled before sending: the definition is gone, invalid, disabled, or no longer
     /// yields the occurrence's time.
     pub cancelled: usize,
@@ -202,9 +230,16 @@ struct BatchReport {
     missed: usize,
     already_taken: usize,
     dispatch_failed: usize,
-    status_lost: usize,
     status_errors: usize,
-    left: usize,
+    /// Not sent: the deadline came first, or the QUEUED write stayed throttled.
+    left: Vec<DueEntry>,
+}
+
+/// What a hand-off passed on.
+#[derive(Debug, Default)]
+struct Handed {
+    entries: usize,
+    messages: usize,
 }
 
 #[derive(Debug, Default)]
@@ -218,11 +253,31 @@ struct SweepReport {
 }
 
 enum Prepared {
-    Send { entry: DueEntry },
+    /// Marked QUEUED by this run at `queued_at`.
+    Send {
+        entry: DueEntry,
+        queued_at: Timestamp,
+    },
     Missed,
     Taken,
+    /// The QUEUED write was still throttled after its retries: handed on with the
+    /// backlog (a continuation re-reads its shard a moment later), not left for the next
+    /// window.
+    Throttled {
+        entry: DueEntry,
+    },
     Error,
 }
+/// What became of an occurrence whose message the queue refused.
+enum PutBack {
+    /// PENDING again: the next run sends it.
+    Pending,
+    /// It moved on meanwhile (an executor got a copy of an ambiguous send): left alone.
+    MovedOn,
+    /// Still QUEUED: the stuck sweep finds it.
+    Error,
+}
+
 /// The cancelling version when no definition is left to compare with (deleted, or a row
 /// that does not read as a definition): every pending occurrence of it goes.
 const ANY_VERSION: u64 = u64::MAX;
@@ -323,10 +378,87 @@ fn key_by_definition(
     keyed
 }
 
+/// Version of the continuation message body.
+pub const CONTINUATION_VERSION: u32 = 1;
+
+/// The body of a scheduler continuation: the rest of one PENDING shard, due before
+/// `before`. No cursor is carried: every occurrence sent leaves the PENDING shard, so the
+/// shard's start is where the work resumes (and what a run could not write is tried again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Continuation {
+    pub v: u32,
+    /// The `status_shard` value, as indexed (`PENDING#03`).
+    pub status_shard: String,
+    /// The due bound of the run that handed off.
+    pub before: Timestamp,
+    /// Hand-offs that led here, 1 for the first continuation.
+    pub handoff: u32,
+}
+
+/// Why a continuation body cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedContinuation {
+    #[error("body is not a scheduler continuation: {0}")]
+    Shape(String),
+    #[error("unsupported continuation version {0}")]
+    Version(u32),
+    #[error("status_shard {0:?} is not a PENDING shard (PENDING#nn)")]
+    Shard(String),
+}
+
+impl From<MalformedContinuation> for AppError {
+    fn from(e: MalformedContinuation) -> Self {
+        AppError::InvalidRequest(e.to_string())
+    }
+}
+
+impl Continuation {
+    pub fn new(shard: &StatusShard, before: Timestamp, handoff: u32) -> Self {
+        Self {
+            v: CONTINUATION_VERSION,
+            status_shard: shard.to_string(),
+            before,
+            handoff,
+        }
+    }
+
+    pub fn body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn parse(body: &str) -> Result<Self, MalformedContinuation> {
+        let c: Self =
+            serde_json::from_str(body).map_err(|e| MalformedContinuation::Shape(e.to_string()))?;
+        if c.v != CONTINUATION_VERSION {
+            return Err(MalformedContinuation::Version(c.v));
+        }
+        c.status_shard()?;
+        Ok(c)
+    }
+
+    /// The shard, checked: `PENDING#nn` with `nn` below [`crate::limits::MAX_STATUS_SHARDS`].
+    pub fn status_shard(&self) -> Result<StatusShard, MalformedContinuation> {
+        let bad = || MalformedContinuation::Shard(self.status_shard.clone());
+        let n: u16 = self
+            .status_shard
+            .strip_prefix("PENDING#")
+            .filter(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(bad)?
+            .parse()
+            .map_err(|_| bad())?;
+        if n >= crate::limits::MAX_STATUS_SHARDS {
+            return Err(bad());
+        }
+        Ok(StatusShard::new(Status::Pending, n))
+    }
+}
+
 #[derive(Debug)]
 pub struct Scheduler<S, Q, D, C> {
     pub store: S,
     pub queue: Q,
+    /// The scheduler continuation queue (`None`: a backlog waits for the next run).
+    pub continuation: Option<Q>,
     /// The definitions table, read once per run to check the due occurrences.
     pub definitions: D,
     pub clock: C,
@@ -334,7 +466,8 @@ pub struct Scheduler<S, Q, D, C> {
 }
 
 impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Scheduler<S, Q, D, C> {
-    /// One run. `run_id` names this run's leases (the Lambda request id).
+    /// One run. `run_id` names this run (the Lambda request id): in its logs, and as the
+    /// owner of its QUEUED writes.
     pub async fn run(
         &self,
         run_id: &str,
@@ -342,15 +475,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         metrics: &Metrics,
     ) -> Result<ScheduleReport, AppError> {
         let started = self.clock.now();
-        let run = Run {
-            id: run_id,
-            stop: Deadline::new(deadline, started, self.settings.deadline_margin),
-            retry_until: deadline.map(|d| {
-                d - chrono::Duration::from_std(self.settings.deadline_margin)
-                    .unwrap_or(chrono::Duration::zero())
-            }),
-            metrics,
-        };
+        let run = self.start(run_id, deadline, started, metrics);
         let now = Timestamp::from_datetime(started);
         let bound = now.plus(self.settings.window + self.settings.margin);
         let mut report = ScheduleReport {
@@ -360,40 +485,7 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         };
         self.record_status_shards(&run).await;
         let due = query_due(&self.store, Status::Pending, bound, self.paging(&run)).await?;
-        report.due = due.len();
-        let checked = self.check_definitions(due, &run).await;
-        report.cancelled = checked.cancelled;
-        report.definitions_unchecked = checked.unchecked;
-        report.already_taken = checked.already_taken;
-        report.status_errors = checked.status_errors;
-        let due = checked.to_dispatch;
-
-        // Batches of 10 (one SendMessageBatch each), a few in flight at once; each batch
-        // checks the deadline before it starts.
-        let batches: Vec<BatchReport> = futures::stream::iter(due.chunks(SQS_MAX_BATCH))
-            .map(|chunk| self.dispatch_batch(chunk, &run))
-            .buffered(self.settings.batches_in_flight.max(1))
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
-        for b in batches {
-            report.dispatched += b.dispatched;
-            report.missed += b.missed;
-            report.already_taken += b.already_taken;
-            report.dispatch_failed += b.dispatch_failed;
-            report.status_lost += b.status_lost;
-            report.status_errors += b.status_errors;
-            report.left_for_next_run += b.left;
-        }
-        if report.left_for_next_run > 0 {
-            warn!(
-                left = report.left_for_next_run,
-                "deadline near; left the rest for the next run"
-            );
-        }
-        metrics.count(Metric::Missed, report.missed as u64);
-        metrics.count(Metric::AlreadyTaken, report.already_taken as u64);
+        self.dispatch_due(due, bound, 0, &mut report, &run).await?;
         let swept = self.sweep_stuck(now, &run).await?;
         report.stuck_queued = swept.stuck;
         report.stuck_redispatched = swept.redispatched;
@@ -401,7 +493,182 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         report.stuck_missed = swept.missed;
         report.dispatch_failed += swept.dispatch_failed;
         report.status_errors += swept.status_errors;
+        self.finish(&report, &run);
+        // The heartbeat: an alarm fires when no run succeeds for three windows.
+        metrics.incr(Metric::SchedulerRunSucceeded);
+        Ok(report)
+    }
+
+    /// A continuation: the rest of one PENDING shard that an earlier run (or continuation)
+    /// handed off when its deadline came, up to the same `before` bound. No sweep and no
+    /// heartbeat: the scheduled run does those.
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        deadline: Option<DateTime<Utc>>,
+        metrics: &Metrics,
+        continuation: &Continuation,
+    ) -> Result<ScheduleReport, AppError> {
+        let started = self.clock.now();
+        let run = self.start(run_id, deadline, started, metrics);
+        let mut report = ScheduleReport {
+            now: started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            due_before: continuation.before.to_string(),
+            ..Default::default()
+        };
+        let shard = continuation.status_shard()?;
+        let due =
+            query_due_shard(&self.store, &shard, continuation.before, self.paging(&run)).await?;
+        self.dispatch_due(
+            due,
+            continuation.before,
+            continuation.handoff,
+            &mut report,
+            &run,
+        )
+        .await?;
+        metrics.incr(Metric::SchedulerContinuationRan);
+        self.finish(&report, &run);
+        Ok(report)
+    }
+
+    fn start<'a>(
+        &self,
+        run_id: &'a str,
+        deadline: Option<DateTime<Utc>>,
+        started: DateTime<Utc>,
+        metrics: &'a Metrics,
+    ) -> Run<'a> {
+        Run {
+            id: run_id,
+            stop: Deadline::new(deadline, started, self.settings.deadline_margin),
+            retry_until: deadline.map(|d| {
+                d - chrono::Duration::from_std(self.settings.deadline_margin)
+                    .unwrap_or(chrono::Duration::zero())
+            }),
+            metrics,
+        }
+    }
+
+    /// Checks and sends `due` (in time order), slice by slice so the first steps leave
+    /// before the definitions of the last are read; what the deadline leaves is handed to
+    /// continuations, one per shard (`handoff`: how many hand-offs led here).
+    async fn dispatch_due(
+        &self,
+        due: Vec<DueEntry>,
+        before: Timestamp,
+        handoff: u32,
+        report: &mut ScheduleReport,
+        run: &Run<'_>,
+    ) -> Result<(), AppError> {
+        report.due += due.len();
+        let mut left: Vec<DueEntry> = Vec::new();
+        for slice in due.chunks(self.settings.slice.max(SQS_MAX_BATCH)) {
+            if run.stop.near(self.clock.now()) {
+                left.extend_from_slice(slice);
+                continue;
+            }
+            let checked = self.check_definitions(slice.to_vec(), run).await;
+            report.cancelled += checked.cancelled;
+            report.definitions_unchecked += checked.unchecked;
+            report.already_taken += checked.already_taken;
+            report.status_errors += checked.status_errors;
+            // Batches of 10 (one SendMessageBatch each), `send_concurrency` in flight at
+            // once; each batch checks the deadline before it starts.
+            let batches: Vec<BatchReport> =
+                futures::stream::iter(checked.to_dispatch.chunks(SQS_MAX_BATCH))
+                    .map(|chunk| self.dispatch_batch(chunk, run))
+                    .buffer_unordered(self.settings.send_concurrency.max(1))
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<_, _>>()?;
+            for b in batches {
+                report.dispatched += b.dispatched;
+                report.missed += b.missed;
+                report.already_taken += b.already_taken;
+                report.dispatch_failed += b.dispatch_failed;
+                report.status_errors += b.status_errors;
+                left.extend(b.left);
+            }
+        }
+        if !left.is_empty() {
+            let handed = self.hand_off(&left, before, handoff, run).await;
+            report.handed_off = handed.entries;
+            report.continuations = handed.messages;
+            report.left_for_next_run = left.len() - handed.entries;
+            warn!(
+                handed_off = report.handed_off,
+                continuations = report.continuations,
+                left = report.left_for_next_run,
+                "backlog (deadline near, or throttled) handed to continuations"
+            );
+        }
+        run.metrics.count(Metric::Missed, report.missed as u64);
+        run.metrics
+            .count(Metric::AlreadyTaken, report.already_taken as u64);
+        run.metrics
+            .count(Metric::LeftForNextRun, report.left_for_next_run as u64);
+        Ok(())
+    }
+
+    /// Sends one continuation per shard of `left` (at once: no delay). Without a
+    /// continuation queue, past `max_handoffs`, or when the send is refused, the rest
+    /// stays PENDING for the next run.
+    async fn hand_off(
+        &self,
+        left: &[DueEntry],
+        before: Timestamp,
+        handoff: u32,
+        run: &Run<'_>,
+    ) -> Handed {
+        let mut handed = Handed::default();
+        let Some(queue) = &self.continuation else {
+            return handed;
+        };
+        if handoff >= self.settings.max_handoffs {
+            warn!(
+                handoff,
+                max = self.settings.max_handoffs,
+                "hand-off limit reached; the rest waits for the next run"
+            );
+            return handed;
+        }
+        let mut per_shard: std::collections::BTreeMap<&StatusShard, usize> = Default::default();
+        for entry in left {
+            *per_shard.entry(&entry.status_shard).or_default() += 1;
+        }
+        let messages: Vec<OutgoingMessage> = per_shard
+            .keys()
+            .map(|shard| OutgoingMessage {
+                id: shard.to_string(),
+                body: Continuation::new(shard, before, handoff + 1).body(),
+                delay: Duration::ZERO,
+            })
+            .collect();
+        let sent = match queue.send_batch(&messages).await {
+            Ok(sent) => sent.sent,
+            Err(e) => {
+                warn!(error = %crate::error::chain(&e), "continuations not sent; the rest waits for the next run");
+                Vec::new()
+            }
+        };
+        for (shard, count) in per_shard {
+            if sent.contains(&shard.to_string()) {
+                handed.entries += count;
+                handed.messages += 1;
+                info!(status_shard = %shard, left = count, before = %before, handoff = handoff + 1, "continuation sent");
+            }
+        }
+        run.metrics
+            .count(Metric::ContinuationSent, handed.messages as u64);
+        handed
+    }
+
+    /// The run's closing log line.
+    fn finish(&self, report: &ScheduleReport, run: &Run<'_>) {
         info!(
+            run_id = run.id,
             due = report.due,
             dispatched = report.dispatched,
             missed = report.missed,
@@ -413,12 +680,11 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
             stuck_redispatched = report.stuck_redispatched,
             stuck_failed = report.stuck_failed,
             stuck_missed = report.stuck_missed,
+            handed_off = report.handed_off,
+            continuations = report.continuations,
             left = report.left_for_next_run,
             "schedule run finished"
         );
-        // The heartbeat: an alarm fires when no run succeeds for three windows.
-        metrics.incr(Metric::SchedulerRunSucceeded);
-        Ok(report)
     }
 
     fn paging(&self, run: &Run<'_>) -> Paging<'_, C> {
@@ -469,7 +735,17 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         if !keyed.is_empty() {
             let distinct: BTreeSet<&DefinitionKey> = keyed.iter().map(|(_, k)| k).collect();
             let keys: Vec<DefinitionKey> = distinct.into_iter().cloned().collect();
-            match self.definitions.get_many(&keys).await {
+            // One batched read, retried as a whole when throttled (a huge tenant's
+            // definitions share one partition key).
+            let read = retrying(
+                self.settings.status_retry,
+                "definitions",
+                &self.clock,
+                run.retry_until,
+                || self.definitions.get_many(&keys),
+            )
+            .await;
+            match read {
                 Ok(found) => self.judge(keyed, &found, &mut report, run).await,
                 Err(e) => {
                     warn!(occurrences = keyed.len(), definitions = keys.len(), error = %crate::error::chain(&e),
@@ -571,7 +847,8 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
         }
     }
 
-    /// One batch: decide each entry, send the ones to send, mark them QUEUED.
+    /// One batch: mark each entry QUEUED (the one write a dispatched step costs), send the
+    /// ones this run marked, and put back to PENDING the ones the queue refused.
     async fn dispatch_batch(
         &self,
         chunk: &[DueEntry],
@@ -579,78 +856,107 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
     ) -> Result<BatchReport, AppError> {
         let mut report = BatchReport::default();
         if run.stop.near(self.clock.now()) {
-            report.left = chunk.len();
+            report.left = chunk.to_vec();
             return Ok(report);
         }
         let prepared = join_all(chunk.iter().map(|e| self.prepare(e, run))).await;
-        let mut to_send = Vec::new();
+        let mut marked = Vec::new();
         for p in prepared {
             match p {
-                Prepared::Send { entry } => to_send.push(entry),
+                Prepared::Send { entry, queued_at } => marked.push((entry, queued_at)),
                 Prepared::Missed => report.missed += 1,
                 Prepared::Taken => report.already_taken += 1,
+                Prepared::Throttled { entry } => report.left.push(entry),
                 Prepared::Error => report.status_errors += 1,
             }
         }
-        if to_send.is_empty() {
+        if marked.is_empty() {
             return Ok(report);
         }
-        // Delays are taken right before the send so the time spent on leases is not added.
+        // Delays are taken right before the send so the time spent on the writes is not added.
         let now = self.clock.now();
-        let to_send: Vec<(DueEntry, Duration)> = to_send
-            .into_iter()
-            .map(|e| {
-                let delay = delay_until(now, e.scheduled_time);
-                (e, delay)
-            })
-            .collect();
-        let messages: Vec<OutgoingMessage> = to_send
+        let messages: Vec<OutgoingMessage> = marked
             .iter()
-            .map(|(e, delay)| OutgoingMessage {
+            .map(|(e, _)| OutgoingMessage {
                 id: e.key.to_string(),
                 body: ExecutionMessage::for_key(&e.key, e.scheduled_time).body(),
-                delay: *delay,
+                delay: delay_until(now, e.scheduled_time),
             })
             .collect();
-        // A refused batch costs this batch only: its occurrences stay leased PENDING and the
-        // next run sends them; the rest of the run (and what it counted) goes on.
-        let sent = match self.queue.send_batch(&messages).await {
-            Ok(sent) => sent,
+        // A refused batch costs this batch only (its entries go back to PENDING for the next
+        // run); the rest of the run, and what it counted, goes on.
+        let refused: Vec<(String, String)> = match self.queue.send_batch(&messages).await {
+            Ok(sent) => sent.failed,
             Err(e) => {
-                report.dispatch_failed += messages.len();
-                run.metrics
-                    .count(Metric::DispatchFailed, messages.len() as u64);
-                warn!(entries = messages.len(), error = %crate::error::chain(&e), "batch not sent to the execution queue; the next run retries");
-                return Ok(report);
+                let why = crate::error::chain(&e);
+                messages
+                    .iter()
+                    .map(|m| (m.id.clone(), why.clone()))
+                    .collect()
             }
         };
-        for (id, why) in &sent.failed {
-            report.dispatch_failed += 1;
-            run.metrics.incr(Metric::DispatchFailed);
-            warn!(key = %id, error = %why, "not sent to the execution queue; the next run retries");
+        for (entry, message) in marked.iter().zip(&messages) {
+            if !refused.iter().any(|(id, _)| *id == message.id) {
+                report.dispatched += 1;
+                run.metrics.incr(Metric::Dispatched);
+                info!(pk = %entry.0.key.pk, sk = %entry.0.key.sk, scheduled_time = %entry.0.scheduled_time,
+                      delay_s = message.delay.as_secs(), "dispatched");
+            }
         }
-        let marks = to_send
-            .iter()
-            .filter(|(e, _)| sent.sent.contains(&e.key.to_string()))
-            .map(|(e, delay)| self.mark_queued(&e.key, e.scheduled_time, *delay, run));
-        for marked in join_all(marks).await {
-            match marked {
-                Ok(true) => {
-                    report.dispatched += 1;
-                    run.metrics.incr(Metric::Dispatched);
-                }
-                Ok(false) => report.status_lost += 1,
-                Err(e) => {
-                    // The message is on its way; the executor moves the item on by itself.
-                    warn!(error = %crate::error::chain(&e), "sent, but the QUEUED write failed");
-                    report.status_errors += 1;
-                }
+        report.dispatch_failed += refused.len();
+        run.metrics
+            .count(Metric::DispatchFailed, refused.len() as u64);
+        let undo = marked.iter().filter_map(|(entry, queued_at)| {
+            let id = entry.key.to_string();
+            let (_, why) = refused.iter().find(|(r, _)| *r == id)?;
+            Some(self.put_back(entry, *queued_at, why, run))
+        });
+        for outcome in join_all(undo).await {
+            match outcome {
+                PutBack::Pending | PutBack::MovedOn => {}
+                PutBack::Error => report.status_errors += 1,
             }
         }
         Ok(report)
     }
 
-    /// Decides one entry: too late (MISSED), taken by someone else, or ours to send.
+    /// The queue refused `entry`'s message: QUEUED → PENDING, as this run left it, so the
+    /// next run sends it. If the write cannot be made, the item stays QUEUED with no
+    /// message and the stuck sweep sends it again (late, never lost).
+    async fn put_back(
+        &self,
+        entry: &DueEntry,
+        queued_at: Timestamp,
+        why: &str,
+        run: &Run<'_>,
+    ) -> PutBack {
+        let key = entry.key.to_string();
+        let reason = format!("execution queue refused the message: {why}");
+        let now = Timestamp::from_datetime(self.clock.now());
+        let undone = self
+            .retried(&key, run, || {
+                self.store.unqueue(&entry.key, queued_at, &reason, now)
+            })
+            .await;
+        match undone {
+            Ok(true) => {
+                warn!(key = %entry.key, error = %why, "not sent to the execution queue; back to PENDING for the next run");
+                PutBack::Pending
+            }
+            Ok(false) => {
+                warn!(key = %entry.key, error = %why, "not sent, and the occurrence moved on meanwhile; left as it is");
+                PutBack::MovedOn
+            }
+            Err(e) => {
+                warn!(key = %entry.key, error = %crate::error::chain(&e),
+                      "not sent, and could not be put back to PENDING; the stuck sweep sends it again");
+                PutBack::Error
+            }
+        }
+    }
+
+    /// Decides one entry: too late (MISSED), taken by someone else, or marked QUEUED by
+    /// this run and so ours to send.
     async fn prepare(&self, entry: &DueEntry, run: &Run<'_>) -> Prepared {
         let now = Timestamp::from_datetime(self.clock.now());
         let key = entry.key.to_string();
@@ -678,22 +984,28 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
                 };
             }
         }
-        // Retried with the same owner: a lease that landed but whose answer was lost is
-        // simply renewed.
-        let until = now.plus(self.settings.lease);
-        let leased = self
+        // Retried with the same owner and instant: a write that landed but whose answer
+        // was lost is recognized as ours. (Past the retries, or after a crash, the item is
+        // QUEUED with no message, and the stuck sweep sends it: late, not lost.)
+        let queued = self
             .retried(&key, run, || {
-                self.store
-                    .try_lease(&entry.key, Status::Pending, run.id, until, now)
+                self.store.queue_unleased(&entry.key, run.id, now)
             })
             .await;
-        match leased {
+        match queued {
             Ok(true) => Prepared::Send {
                 entry: entry.clone(),
+                queued_at: now,
             },
             Ok(false) => Prepared::Taken,
+            Err(e) if e.is_retryable() => {
+                warn!(key = %entry.key, error = %crate::error::chain(&e), "occurrence not marked QUEUED (throttled); handed on with the backlog");
+                Prepared::Throttled {
+                    entry: entry.clone(),
+                }
+            }
             Err(e) => {
-                warn!(key = %entry.key, error = %crate::error::chain(&e), "could not lease occurrence");
+                warn!(key = %entry.key, error = %crate::error::chain(&e), "could not mark occurrence QUEUED");
                 Prepared::Error
             }
         }
@@ -729,30 +1041,6 @@ impl<S: ScheduleStore, Q: DispatchQueue, D: DefinitionSource, C: Clock> Schedule
             })?
             .with_error(reason);
         self.write_status(key, &change, run).await
-    }
-
-    /// PENDING → QUEUED once the message is sent. `Ok(false)`: the item moved on first
-    /// (the executor got there, or its definition was cancelled).
-    async fn mark_queued(
-        &self,
-        key: &ScheduleKey,
-        scheduled_time: Timestamp,
-        delay: Duration,
-        run: &Run<'_>,
-    ) -> Result<bool, StatusWriteError> {
-        let now = Timestamp::from_datetime(self.clock.now());
-        let change =
-            StatusChange::transition(Status::Pending, Status::Queued, now).map_err(|source| {
-                StatusWriteError::Transition {
-                    key: key.clone(),
-                    source,
-                }
-            })?;
-        let won = self.write_status(key, &change, run).await?;
-        if won {
-            info!(pk = %key.pk, sk = %key.sk, scheduled_time = %scheduled_time, delay_s = delay.as_secs(), "dispatched");
-        }
-        Ok(won)
     }
 
     /// One conditional status change, retried.
@@ -1172,6 +1460,221 @@ mod tests {
                 (Status::Queued, 0),
                 "{leased:?}"
             );
+        }
+
+        /// The execution queue, refusing every entry whose id is listed (as SQS answers a
+        /// batch entry it could not take, after the adapter's retries).
+        struct Refusing {
+            inner: std::sync::Arc<crate::adapters::memory::InMemoryQueue>,
+            refuse: std::sync::Mutex<Vec<String>>,
+        }
+
+        impl DispatchQueue for Refusing {
+            async fn send_batch(
+                &self,
+                messages: &[crate::ports::OutgoingMessage],
+            ) -> Result<crate::ports::SendReport, crate::error::QueueError> {
+                let refuse = self.refuse.lock().unwrap().clone();
+                let (refused, passed): (Vec<_>, Vec<_>) = messages
+                    .iter()
+                    .cloned()
+                    .partition(|m| refuse.contains(&m.id));
+                let mut report = self.inner.send_batch(&passed).await?;
+                report.failed.extend(
+                    refused
+                        .into_iter()
+                        .map(|m| (m.id, "ServiceUnavailable: injected".to_owned())),
+                );
+                Ok(report)
+            }
+
+            async fn receive(
+                &self,
+                max: u32,
+                wait: Duration,
+            ) -> Result<Vec<crate::ports::ReceivedMessage>, crate::error::QueueError> {
+                self.inner.receive(max, wait).await
+            }
+
+            async fn delete(&self, receipt_handle: &str) -> Result<(), crate::error::QueueError> {
+                self.inner.delete(receipt_handle).await
+            }
+        }
+
+        #[tokio::test]
+        async fn a_refused_send_puts_the_occurrence_back_to_pending_and_the_next_run_sends_it() {
+            let world = world(4);
+            let refused = pending(&world, "s1", 240, 4).await;
+            let sent = pending(&world, "s2", 240, 4).await;
+            let scheduler = crate::app::schedule::Scheduler {
+                store: world.memory_store.clone(),
+                queue: Refusing {
+                    inner: world.execution_queue.clone(),
+                    refuse: std::sync::Mutex::new(vec![refused.to_string()]),
+                },
+                continuation: None,
+                definitions: world.definitions.clone(),
+                clock: world.clock.clone(),
+                settings: world.scheduler.settings.clone(),
+            };
+            let report = scheduler.run("run-1", None, &world.metrics).await.unwrap();
+            assert_eq!(
+                (
+                    report.dispatched,
+                    report.dispatch_failed,
+                    report.status_errors
+                ),
+                (1, 1, 0),
+                "{report:?}"
+            );
+            let back = status(&world, &refused).await;
+            assert_eq!(
+                (back.status, back.queued_at, back.retry_count),
+                (Status::Pending, None, 1),
+                "{back:?}"
+            );
+            assert!(
+                back.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("refused") && e.contains("ServiceUnavailable")),
+                "{back:?}"
+            );
+            assert_eq!(status(&world, &sent).await.status, Status::Queued);
+            // The queue takes it again: the next run finds it PENDING and sends it once.
+            scheduler.queue.refuse.lock().unwrap().clear();
+            world.clock.advance(Duration::from_secs(60));
+            let report = scheduler.run("run-2", None, &world.metrics).await.unwrap();
+            assert_eq!((report.due, report.dispatched), (1, 1), "{report:?}");
+            assert_eq!(status(&world, &refused).await.status, Status::Queued);
+            assert_eq!(world.execution_queue.len(), 2, "one message per occurrence");
+        }
+
+        #[tokio::test]
+        async fn a_run_out_of_time_hands_each_shard_to_a_continuation_that_sends_the_rest_once() {
+            let world = world(4);
+            let mut keys = Vec::new();
+            for i in 0..30 {
+                keys.push(pending(&world, &format!("s{i:02}"), 60 + i, 4).await);
+            }
+            // A deadline that is already here: nothing can be started.
+            let now = world.clock.now();
+            let report = world
+                .scheduler
+                .run("run-1", Some(now), &world.metrics)
+                .await
+                .unwrap();
+            let shards: std::collections::BTreeSet<String> = {
+                let items = world.memory_store.items();
+                items
+                    .iter()
+                    .filter_map(|i| i.status_shard.as_ref().map(|s| s.to_string()))
+                    .collect()
+            };
+            assert_eq!(
+                (report.due, report.dispatched, report.handed_off),
+                (30, 0, 30),
+                "{report:?}"
+            );
+            assert_eq!(report.left_for_next_run, 0, "{report:?}");
+            assert_eq!(
+                report.continuations,
+                shards.len(),
+                "one per shard: {shards:?}"
+            );
+            assert_eq!(world.continuation_queue.len(), shards.len());
+            for key in &keys {
+                assert_eq!(status(&world, key).await.status, Status::Pending);
+            }
+            let reports = world.continue_ready(None).await.unwrap();
+            assert_eq!(reports.len(), shards.len(), "{reports:?}");
+            assert_eq!(
+                reports.iter().map(|r| r.dispatched).sum::<usize>(),
+                30,
+                "{reports:?}"
+            );
+            assert!(reports.iter().all(|r| r.handed_off == 0), "{reports:?}");
+            for key in &keys {
+                assert_eq!(status(&world, key).await.status, Status::Queued, "{key}");
+            }
+            assert_eq!(
+                world.execution_queue.len(),
+                30,
+                "one message per occurrence"
+            );
+            assert!(world.continuation_queue.is_empty());
+            // A continuation delivered twice finds nothing left: no duplicate.
+            let again = crate::app::schedule::Continuation::new(
+                &crate::model::StatusShard::new(Status::Pending, 0),
+                Timestamp::parse(&report.due_before).unwrap(),
+                1,
+            );
+            let rerun = world
+                .scheduler
+                .resume("dup", None, &world.metrics, &again)
+                .await
+                .unwrap();
+            assert_eq!((rerun.due, rerun.dispatched), (0, 0), "{rerun:?}");
+            assert_eq!(world.execution_queue.len(), 30);
+        }
+
+        #[tokio::test]
+        async fn hand_offs_stop_at_their_bound_and_the_rest_waits_for_the_next_run() {
+            let mut settings = EmbeddedSettings {
+                shards: 2,
+                ..Default::default()
+            };
+            settings.schedule.max_handoffs = 1;
+            let world = Embedded::new(start(), settings);
+            pending(&world, "s1", 60, 2).await;
+            let now = world.clock.now();
+            let first = world
+                .scheduler
+                .run("run-1", Some(now), &world.metrics)
+                .await
+                .unwrap();
+            assert_eq!(first.continuations, 1, "{first:?}");
+            // The continuation is out of time too; it may not hand off again.
+            let msg = world
+                .continuation_queue
+                .receive(1, Duration::ZERO)
+                .await
+                .unwrap();
+            let c = crate::app::schedule::Continuation::parse(&msg[0].body).unwrap();
+            assert_eq!(c.handoff, 1);
+            let second = world
+                .scheduler
+                .resume("c-1", Some(now), &world.metrics, &c)
+                .await
+                .unwrap();
+            assert_eq!(
+                (second.handed_off, second.left_for_next_run),
+                (0, 1),
+                "{second:?}"
+            );
+        }
+
+        #[test]
+        fn continuation_bodies_name_a_pending_shard() {
+            use crate::app::schedule::{Continuation, MalformedContinuation};
+            let ok = Continuation::parse(
+                r#"{"v":1,"status_shard":"PENDING#07","before":"2026-11-26T10:06:00Z","handoff":2}"#,
+            )
+            .unwrap();
+            assert_eq!(ok.status_shard().unwrap().as_str(), "PENDING#07");
+            let bad = |body: &str| Continuation::parse(body).unwrap_err();
+            assert_eq!(
+                bad(
+                    r#"{"v":1,"status_shard":"QUEUED#07","before":"2026-11-26T10:06:00Z","handoff":1}"#
+                ),
+                MalformedContinuation::Shard("QUEUED#07".into())
+            );
+            assert_eq!(
+                bad(
+                    r#"{"v":2,"status_shard":"PENDING#07","before":"2026-11-26T10:06:00Z","handoff":1}"#
+                ),
+                MalformedContinuation::Version(2)
+            );
+            assert!(matches!(bad("{}"), MalformedContinuation::Shape(_)));
         }
 
         #[tokio::test]
