@@ -1663,14 +1663,18 @@ mod tests {
             assert!(store.change_status(&first.key, &queued).await.unwrap());
             let after = store.usage().snapshot();
             wrus.push(after.total.table_wru - before.total.table_wru);
-            // A replay of the scan: one small read, no write at all.
+            // A replay of the scan: one small batch read finds it, no write at all.
             let replay = store.usage().snapshot();
-            assert_eq!(
-                store.materialize(&first).await.unwrap(),
-                Materialized::Unchanged
+            let found = store.existing(&[first.key.clone()]).await.unwrap();
+            assert!(
+                found
+                    .get(&first.key)
+                    .is_some_and(|e| !e.would_change(first.definition_version)),
+                "{bytes}"
             );
             let replayed = store.usage().snapshot();
             assert_eq!(replayed.total.table_wru, replay.total.table_wru, "{bytes}");
+            assert_eq!(replayed.total.rru - replay.total.rru, 0.5, "{bytes}");
             let stored = store.get(&first.key).await.unwrap().unwrap();
             assert_eq!(store.payload(&stored).await.unwrap(), first.payload);
         }

@@ -76,7 +76,9 @@ pub struct ExecuteSettings {
     /// How long one copy of a message owns the occurrence.
     pub lease: Duration,
     /// A message that arrives at most this early is held until the step is due; an
-    /// earlier one goes back to the queue as a fresh, delayed copy.
+    /// earlier one goes back to the queue as a fresh, delayed copy. It covers the
+    /// scheduler's release lead (1–2 s, [`crate::app::schedule::RELEASE_LEAD_SECS`]) with
+    /// a second to spare.
     pub early_wait_limit: Duration,
     pub default_misfire_grace: Duration,
     /// Time kept free before the invocation's deadline: no wait or send starts that
@@ -101,7 +103,7 @@ impl Default for ExecuteSettings {
                 0x57a7,
             ),
             lease: Duration::from_secs(60),
-            early_wait_limit: Duration::from_secs(2),
+            early_wait_limit: Duration::from_secs(3),
             default_misfire_grace: Duration::from_secs(3600),
             deadline_margin: Duration::from_secs(2),
         }
@@ -1312,7 +1314,9 @@ mod tests {
             ("2026-11-26T09:00:00Z", None),
             ("2026-11-26T10:00:00Z", None),
             ("2026-11-26T10:00:02Z", None),
-            ("2026-11-26T10:00:03Z", Some(2)),
+            // Released up to 2 s early (the scheduler's lead plus rounding): held, not put back.
+            ("2026-11-26T10:00:03Z", None),
+            ("2026-11-26T10:00:04Z", Some(3)),
             ("2026-11-26T10:10:00Z", Some(599)),
             ("2026-11-26T11:00:00Z", Some(900)),
         ] {

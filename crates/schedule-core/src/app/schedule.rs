@@ -202,13 +202,20 @@ pub enum StatusWriteError {
     },
 }
 
+/// Whole seconds by which SQS releases a message ahead of its step, besides the rounding.
+/// The executor uses that lead to read, check and claim the step (and its batch) before
+/// the due instant, so only the send happens after it; see [`delay_until`].
+pub const RELEASE_LEAD_SECS: u64 = 1;
+
 /// The `DelaySeconds` of a step due at `due`, sent at `now`: whole seconds, rounded
-/// down, so SQS releases the message at most 1 s before the step is due; the executor
-/// waits out the rest, so the trigger leaves within milliseconds of its time and never
-/// before it. (Rounding up would be simpler and up to a second late.)
+/// down, less [`RELEASE_LEAD_SECS`], so SQS releases the message between 1 and 2 s before
+/// the step is due (0 when it is due sooner); the executor does its reads and claims in
+/// that lead and waits out the rest, so the trigger leaves within milliseconds of its time
+/// and never before it. (Rounding up would be simpler and up to a second late.)
 pub fn delay_until(now: DateTime<Utc>, due: Timestamp) -> Duration {
     let millis = (due.as_datetime() - now).num_milliseconds().max(0) as u64;
-    Duration::from_secs((millis / 1000).min(u64::from(SQS_MAX_DELAY_SECONDS)))
+    let secs = (millis / 1000).saturating_sub(RELEASE_LEAD_SECS);
+    Duration::from_secs(secs.min(u64::from(SQS_MAX_DELAY_SECONDS)))
 }
 
 /// Stuck candidates read per run; the rest are counted and left for the next run.
