@@ -236,12 +236,25 @@ fn print_report(what: &str, report: &ScanReport, took: Duration) {
     );
 }
 
-/// Table sizes of `scan_twin`: `SCAN_TWIN_SIZES` (comma separated), 100k and 1M by default.
+/// Whether this is a measuring run (`cargo bench`), not the once-through check that
+/// `cargo test --benches` makes: the check runs the same code on small sizes.
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// Table sizes of `scan_twin`: `SCAN_TWIN_SIZES` (comma separated), 100k and 1M by default
+/// (2,000 in the test run).
 fn twin_sizes() -> Vec<u64> {
     std::env::var("SCAN_TWIN_SIZES")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![100_000, 1_000_000])
+        .unwrap_or_else(|| {
+            if measuring() {
+                vec![100_000, 1_000_000]
+            } else {
+                vec![2_000]
+            }
+        })
 }
 
 /// One inline run over `n` definitions of the twin (4 segments, read in turn).
@@ -322,17 +335,22 @@ impl DefinitionSource for Synthetic {
     }
 }
 
+/// A size from the environment; unset, `default` when measuring and `check` in the test run.
 fn env(name: &str, default: u64) -> u64 {
+    sized(name, default, default)
+}
+
+fn sized(name: &str, default: u64, check: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        .unwrap_or(if measuring() { default } else { check })
 }
 
 /// Real time per definition of the whole path (generate, expand, existing-read, write) on
 /// this machine, with no modelled latency: the CPU a worker spends.
 fn calibrate() -> Duration {
-    let n = 50_000;
+    let n = if measuring() { 50_000 } else { 2_000 };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -365,9 +383,9 @@ fn calibrate() -> Duration {
 /// paused clock with modelled latencies.
 #[divan::bench(sample_count = 1, sample_size = 1)]
 fn fan_out_simulated() {
-    let total = env("SIM_DEFINITIONS", 10_000_000);
-    let segments = env("SIM_SEGMENTS", 32) as u32;
-    let workers = env("SIM_WORKERS", 16) as usize;
+    let total = sized("SIM_DEFINITIONS", 10_000_000, 20_000);
+    let segments = sized("SIM_SEGMENTS", 32, 4) as u32;
+    let workers = sized("SIM_WORKERS", 16, 2) as usize;
     let timeout = Duration::from_secs(env("SIM_TIMEOUT_S", 900));
     let lambda_memory_mb = env("SIM_LAMBDA_MB", 512);
     // `SIM_CPU_US`: the CPU per definition measured elsewhere (e.g. by `scan_twin` on an idle
