@@ -55,7 +55,7 @@ pub mod prices {
 
 /// Memory of each function in `template.yaml` (a test checks these against it).
 pub const SCANNER_MEMORY_MB: u32 = 512;
-pub const SCHEDULER_MEMORY_MB: u32 = 256;
+pub const SCHEDULER_MEMORY_MB: u32 = 1024;
 pub const EXECUTOR_MEMORY_MB: u32 = 256;
 /// The template's default `Architecture` (a test checks it).
 pub const TEMPLATE_ARCHITECTURE: &str = "arm64";
@@ -89,7 +89,7 @@ pub struct CostArgs {
     #[arg(long, value_enum, default_value = "mixed")]
     mix: Mix,
     /// Lambda memory: one size for every function, or FUNCTION=MB (scanner, scheduler,
-    /// executor); repeatable [default: the template's: scanner=512, scheduler=256, executor=256]
+    /// executor); repeatable [default: the template's: scanner=512, scheduler=1024, executor=256]
     #[arg(long, value_name = "MB|FUNCTION=MB", value_parser = memory)]
     memory_mb: Vec<MemoryOverride>,
     /// Print one JSON object
