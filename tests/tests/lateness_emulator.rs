@@ -400,7 +400,9 @@ async fn steps_spread_over_several_scheduler_windows_leave_on_time_once() {
             tokio::time::sleep(window.saturating_sub(began.elapsed())).await;
         }
     };
-    let limit = (last.as_datetime() - Utc::now()).to_std().unwrap() + Duration::from_secs(30);
+    // Generous: the drain stops as soon as every step arrived; a slow, shared emulator
+    // makes steps late (printed), never lost.
+    let limit = (last.as_datetime() - Utc::now()).to_std().unwrap() + Duration::from_secs(180);
     let drain = async {
         let sent = drain_triggers(&world, due.len(), limit).await;
         stop.store(true, Ordering::Relaxed);
@@ -444,7 +446,7 @@ async fn a_burst_due_at_one_second_leaves_on_time_once_from_a_few_instances() {
     assert_eq!(report.dispatched, n);
     let stop = AtomicBool::new(false);
     let limit =
-        (at.as_datetime() - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(40);
+        (at.as_datetime() - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(180);
     let drain = async {
         let sent = drain_triggers(&world, due.len(), limit).await;
         stop.store(true, Ordering::Relaxed);
